@@ -1,0 +1,56 @@
+"""The SLIM parquet schema (DESIGN.md section 4): fixed, versioned, one file per root symbol per
+trading day, rows in the order we received them (``ts_recv``, ties by ``sequence``)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SLIM_SCHEMA_VERSION = "1"
+BOOK_LEVELS = 10
+
+
+def _level_columns(prefix: str, arrow_type: pa.DataType) -> list[pa.Field]:
+    return [pa.field(f"{prefix}_{level:02d}", arrow_type) for level in range(BOOK_LEVELS)]
+
+
+SLIM_SCHEMA = pa.schema(
+    [
+        pa.field("ts_recv", pa.int64(), nullable=False),  # ns since epoch, UTC
+        pa.field("ts_event", pa.int64(), nullable=False),  # ns since epoch, UTC
+        pa.field("sequence", pa.int64()),  # venue sequence number; orders ties in ts_recv
+        pa.field("symbol", pa.string(), nullable=False),  # root, e.g. ES
+        pa.field("raw_symbol", pa.string()),  # contract, e.g. ESH4
+        pa.field("instrument_id", pa.int64()),
+        pa.field("action", pa.string()),  # DBN action: A add, C cancel, M modify, T trade, ...
+        *_level_columns("bid_px", pa.float64()),
+        *_level_columns("ask_px", pa.float64()),
+        *_level_columns("bid_sz", pa.int64()),
+        *_level_columns("ask_sz", pa.int64()),
+        *_level_columns("bid_ct", pa.int64()),
+        *_level_columns("ask_ct", pa.int64()),
+        pa.field("trade_px", pa.float64()),
+        pa.field("trade_sz", pa.int64()),
+        pa.field("trade_side", pa.string()),  # aggressor: B buy, A sell, N none
+        pa.field("open", pa.float64()),
+        pa.field("high", pa.float64()),
+        pa.field("low", pa.float64()),
+        pa.field("close", pa.float64()),
+        pa.field("volume", pa.int64()),
+        pa.field("flags", pa.int64()),
+    ]
+)
+
+# Keys of the parquet file's key-value metadata (values are UTF-8 strings; JSON where noted).
+META_SCHEMA_VERSION = "hft.slim_schema_version"
+META_TRADING_DAY = "hft.trading_day"  # YYYY-MM-DD
+META_SYMBOL = "hft.symbol"
+META_TICK_SIZE = "hft.tick_size"  # float as text
+META_PRICE_SCALE = "hft.price_scale"  # DBN fixed-point scale, 1e9
+META_SOURCE_FILES = "hft.source_files"  # JSON list of {archive, member, sha256}
+META_CONTRACT = "hft.contract"  # chosen front contract, e.g. ESH4
+META_CONTRACT_VOLUMES = "hft.contract_volumes"  # JSON {raw_symbol: traded volume in session}
+META_SESSION_OPEN_NS = "hft.session_open_ns"
+META_SESSION_CLOSE_NS = "hft.session_close_ns"
+META_DEGRADED = "hft.degraded"  # "true"/"false"
+META_PARTIAL = "hft.partial"  # "true" when an archive overlapping the session was missing
+META_BAR_INTERVAL_NS = "hft.bar_interval_ns"  # bar sources only

@@ -1,0 +1,211 @@
+"""Trading calendar, symbols and rolling windows: the one source of truth for which days exist.
+
+Trading days come from a pandas-market-calendars calendar (``CME_Equity`` by default) or ``24/7``.
+A trading day's *session* is the calendar's [open, close) span in UTC; for CME it opens at
+17:00 CT the evening before, so one session touches two UTC calendar days (Databento files).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+import pandas_market_calendars as mcal
+
+ALWAYS_OPEN = "24/7"
+_NS_PER_DAY = 86_400 * 10**9
+# Schedules are computed once over a wide span; lookups outside it extend it.
+_SCHEDULE_PADDING_DAYS = 400
+
+
+@dataclass(frozen=True)
+class Session:
+    """One trading day's session: [open_ns, close_ns) in UTC nanoseconds."""
+
+    day: dt.date
+    open_ns: int
+    close_ns: int
+
+    @property
+    def utc_days(self) -> list[dt.date]:
+        """UTC calendar days the session overlaps: the Databento daily files it needs."""
+        first = _utc_date(self.open_ns)
+        last = _utc_date(self.close_ns - 1)
+        return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+class TradingCalendar:
+    """Trading days and sessions of one exchange calendar (or ``24/7``)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._exchange = None if name == ALWAYS_OPEN else _exchange_calendar(name)
+
+    def sessions(self, start: dt.date, end: dt.date) -> list[Session]:
+        """Sessions of the trading days in [start, end], in order."""
+        if start > end:
+            return []
+        if self._exchange is None:
+            days = pd.date_range(start, end, freq="D")
+            return [
+                Session(d.date(), _day_start_ns(d.date()), _day_start_ns(d.date()) + _NS_PER_DAY)
+                for d in days
+            ]
+        schedule = _schedule(self.name, start.year, end.year)
+        schedule = schedule.loc[pd.Timestamp(start) : pd.Timestamp(end)]
+        return [
+            Session(index.date(), int(row.market_open.value), int(row.market_close.value))
+            for index, row in zip(schedule.index, schedule.itertuples(), strict=True)
+        ]
+
+    def trading_days(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        return [session.day for session in self.sessions(start, end)]
+
+    def session(self, day: dt.date) -> Session:
+        found = self.sessions(day, day)
+        if not found:
+            raise ValueError(f"{day} is not a trading day of calendar {self.name!r}")
+        return found[0]
+
+    def is_trading_day(self, day: dt.date) -> bool:
+        return bool(self.sessions(day, day))
+
+    def previous_trading_day(self, day: dt.date) -> dt.date:
+        earlier = self.trading_days(day - dt.timedelta(days=14), day - dt.timedelta(days=1))
+        if not earlier:
+            raise ValueError(f"no trading day of {self.name!r} in the two weeks before {day}")
+        return earlier[-1]
+
+    def weekday_holidays(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        """Mondays-Fridays in [start, end] that are not trading days."""
+        trading = set(self.trading_days(start, end))
+        weekdays = pd.bdate_range(start, end)
+        return [d.date() for d in weekdays if d.date() not in trading]
+
+    @property
+    def session_lead_days(self) -> int:
+        """How many UTC days before its trading day a session may open (1 for CME)."""
+        probe = self.sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+        return max((session.day - session.utc_days[0]).days for session in probe)
+
+
+@functools.cache
+def _exchange_calendar(name: str):
+    try:
+        return mcal.get_calendar(name)
+    except (RuntimeError, KeyError) as error:
+        raise ValueError(
+            f"unknown calendar {name!r}: use a pandas-market-calendars name "
+            f"(e.g. CME_Equity, CME_Bond, CMEGlobex_FX) or {ALWAYS_OPEN!r}"
+        ) from error
+
+
+@functools.cache
+def _schedule(name: str, first_year: int, last_year: int) -> pd.DataFrame:
+    return _exchange_calendar(name).schedule(
+        dt.date(first_year, 1, 1) - dt.timedelta(days=_SCHEDULE_PADDING_DAYS),
+        dt.date(last_year, 12, 31) + dt.timedelta(days=_SCHEDULE_PADDING_DAYS),
+    )
+
+
+def _utc_date(ns: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).date()
+
+
+def _day_start_ns(day: dt.date) -> int:
+    return int(pd.Timestamp(day, tz="UTC").value)
+
+
+# --- Dagster partitions --------------------------------------------------------------------
+
+DATE_DIMENSION = "date"
+SYMBOL_DIMENSION = "symbol"
+# Exclusions and holiday lists are built this far past "today" when the history has no end.
+_OPEN_ENDED_HORIZON_DAYS = 3 * 366
+
+
+def trading_day_partitions(
+    calendar: TradingCalendar, start: dt.date, end: dt.date | None
+) -> dg.DailyPartitionsDefinition:
+    """Daily partitions whose keys are exactly the calendar's trading days in [start, end]."""
+    first = calendar.trading_days(start, start + dt.timedelta(days=14))
+    if not first:
+        raise ValueError(f"no trading day of {calendar.name!r} within two weeks of {start}")
+    horizon = end or dt.date.today() + dt.timedelta(days=_OPEN_ENDED_HORIZON_DAYS)
+    exclusions: list[str | dt.datetime] = []
+    if calendar.name != ALWAYS_OPEN:
+        exclusions.append("0 0 * * 6,0")
+        exclusions.extend(
+            dt.datetime(d.year, d.month, d.day) for d in calendar.weekday_holidays(first[0], horizon)
+        )
+    return dg.DailyPartitionsDefinition(
+        start_date=first[0].isoformat(),
+        end_date=(end + dt.timedelta(days=1)).isoformat() if end else None,
+        exclusions=exclusions or None,
+    )
+
+
+def utc_day_partitions(
+    calendar: TradingCalendar, start: dt.date, end: dt.date | None
+) -> dg.DailyPartitionsDefinition:
+    """Every UTC calendar day that a session in [start, end] touches: Databento's daily files."""
+    first = start - dt.timedelta(days=calendar.session_lead_days)
+    return dg.DailyPartitionsDefinition(
+        start_date=first.isoformat(),
+        end_date=(end + dt.timedelta(days=1)).isoformat() if end else None,
+    )
+
+
+def symbol_partitions(symbols: tuple[str, ...]) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition(list(symbols))
+
+
+def by_day_and_symbol(
+    days: dg.DailyPartitionsDefinition, symbols: dg.StaticPartitionsDefinition
+) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({DATE_DIMENSION: days, SYMBOL_DIMENSION: symbols})
+
+
+def session_archives_mapping(calendar: TradingCalendar) -> dg.MultiPartitionMapping:
+    """(trading day D, symbol) -> (every UTC day its session touches, same symbol)."""
+    return dg.MultiPartitionMapping(
+        {
+            DATE_DIMENSION: dg.DimensionPartitionMapping(
+                DATE_DIMENSION,
+                dg.TimeWindowPartitionMapping(start_offset=-calendar.session_lead_days),
+            ),
+            SYMBOL_DIMENSION: dg.DimensionPartitionMapping(
+                SYMBOL_DIMENSION, dg.IdentityPartitionMapping()
+            ),
+        }
+    )
+
+
+def rolling_window_mapping(window_days: int) -> dg.TimeWindowPartitionMapping:
+    """Window ending at D: D and the N-1 trading days before it (trading days, not calendar).
+
+    Near the start of history Dagster returns fewer days without error; the model asset checks.
+    """
+    if window_days < 1:
+        raise ValueError(f"window_days must be >= 1, found {window_days}")
+    return dg.TimeWindowPartitionMapping(start_offset=-(window_days - 1), end_offset=0)
+
+
+def previous_day_mapping() -> dg.TimeWindowPartitionMapping:
+    """D -> the trading day before D (the model scored out of sample on D)."""
+    return dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+
+def date_key(day: dt.date) -> str:
+    return day.isoformat()
+
+
+def parse_date_key(key: str) -> dt.date:
+    return dt.date.fromisoformat(key)
+
+
+def multi_key(day: dt.date, symbol: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({DATE_DIMENSION: date_key(day), SYMBOL_DIMENSION: symbol})
