@@ -1,1 +1,1 @@
-"""hft_pipeline: raw Databento archives -> SLIM parquet -> features -> roll30 models -> artifacts."""
+"""hft_pipeline: raw archives -> SLIM parquet -> features -> roll30 models -> artifacts."""

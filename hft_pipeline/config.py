@@ -41,6 +41,11 @@ class DataSettings:
     raw_url: str = ""
     # Regex with named groups `date` (yyyymmdd) and optionally `symbol`, matched on object keys.
     raw_key_pattern: str = DEFAULT_RAW_KEY_PATTERN
+    # Where one UTC day's archives are listed; its text before the first "{" is what the
+    # sensor lists. Placeholders: {yyyy}, {yyyymmdd}.
+    raw_day_prefix: str = "raw/{yyyy}/{yyyymmdd}/"
+    # Also copy each SLIM file to <bucket>/slim/... (raw/ itself is never written).
+    upload_slim: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

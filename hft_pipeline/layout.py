@@ -25,8 +25,12 @@ class Layout:
     home: Path
 
     def slim_file(self, day: dt.date, symbol: str) -> Path:
-        return self.home / "model_data" / f"{day:%Y}" / "daily" / (
-            f"live_{yyyymmdd(day)}_{symbol}_SLIM.parquet"
+        return (
+            self.home
+            / "model_data"
+            / f"{day:%Y}"
+            / "daily"
+            / (f"live_{yyyymmdd(day)}_{symbol}_SLIM.parquet")
         )
 
     def features_file(self, day: dt.date) -> Path:

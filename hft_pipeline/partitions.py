@@ -112,7 +112,8 @@ def _schedule(name: str, first_year: int, last_year: int) -> pd.DataFrame:
 
 
 def _utc_date(ns: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).date()
+    # Integer division: a float of ns cannot tell the last nanosecond of a day from midnight.
+    return dt.date(1970, 1, 1) + dt.timedelta(days=ns // _NS_PER_DAY)
 
 
 def _day_start_ns(day: dt.date) -> int:
@@ -139,7 +140,8 @@ def trading_day_partitions(
     if calendar.name != ALWAYS_OPEN:
         exclusions.append("0 0 * * 6,0")
         exclusions.extend(
-            dt.datetime(d.year, d.month, d.day) for d in calendar.weekday_holidays(first[0], horizon)
+            dt.datetime(d.year, d.month, d.day)
+            for d in calendar.weekday_holidays(first[0], horizon)
         )
     return dg.DailyPartitionsDefinition(
         start_date=first[0].isoformat(),
@@ -209,3 +211,40 @@ def parse_date_key(key: str) -> dt.date:
 
 def multi_key(day: dt.date, symbol: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({DATE_DIMENSION: date_key(day), SYMBOL_DIMENSION: symbol})
+
+
+@dataclass(frozen=True)
+class PipelinePartitions:
+    """The partition definitions of one code location, built once from the settings."""
+
+    calendar: TradingCalendar
+    trading_days: dg.DailyPartitionsDefinition
+    utc_days: dg.DailyPartitionsDefinition
+    symbols: dg.StaticPartitionsDefinition
+    slim: dg.MultiPartitionsDefinition  # trading day x symbol
+    raw: dg.MultiPartitionsDefinition  # UTC day x symbol
+
+    @classmethod
+    def build(
+        cls, calendar_name: str, start: dt.date, end: dt.date | None, symbols: tuple[str, ...]
+    ) -> PipelinePartitions:
+        calendar = TradingCalendar(calendar_name)
+        trading = trading_day_partitions(calendar, start, end)
+        utc = utc_day_partitions(calendar, start, end)
+        symbol_defs = symbol_partitions(symbols)
+        return cls(
+            calendar=calendar,
+            trading_days=trading,
+            utc_days=utc,
+            symbols=symbol_defs,
+            slim=by_day_and_symbol(trading, symbol_defs),
+            raw=by_day_and_symbol(utc, symbol_defs),
+        )
+
+    def window_days(self, end: dt.date, window_days: int) -> list[dt.date]:
+        """The trading days of the window ending at `end`; fewer near the start of history."""
+        keys = self.trading_days.get_partition_keys()
+        position = keys.index(date_key(end))
+        return [
+            parse_date_key(key) for key in keys[max(0, position - window_days + 1) : position + 1]
+        ]

@@ -1,0 +1,158 @@
+"""The `hft-pipeline` command: simulate a bucket, run the demo, run the graph on any bucket."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from hft_pipeline.config import CONFIG_FILE_NAME, PipelineSettings, write_config_file
+
+# The demo fits 2 cores in minutes: 5-second bars, 5-day windows, a small LSTM, 5 epochs.
+DEMO_START = dt.date(2024, 1, 2)
+DEMO_END = dt.date(2024, 1, 11)  # 8 trading days: 4 windows of 5 days, 3 scored days
+DEMO_SYMBOLS = ("ES", "ZN")
+DEMO_OVERRIDES = {
+    "data": {"start": DEMO_START, "end": DEMO_END, "symbols": DEMO_SYMBOLS},
+    "features": {"bar_seconds": 5, "horizon_bars": 12},
+    "training": {
+        "window_days": 5,
+        "context": 60,
+        "hidden_size": 32,
+        "num_layers": 1,
+        "epochs": 5,
+        "batch_size": 256,
+        "max_train_sequences": 60_000,
+    },
+}
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _symbols(text: str) -> tuple[str, ...]:
+    return tuple(item.strip().upper() for item in text.split(",") if item.strip())
+
+
+def _instance():
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        return dg.DagsterInstance.get()
+    print("DAGSTER_HOME is not set: runs are kept in a temporary instance (not shown in the UI)")
+    return dg.DagsterInstance.ephemeral()
+
+
+def _print_results(settings: PipelineSettings, summary: pd.DataFrame) -> None:
+    metrics_dir = settings.home / "metrics"
+    daily = pd.concat(
+        [pd.read_parquet(p) for p in sorted(metrics_dir.glob("*/walk_forward_*.parquet"))]
+    )
+    columns = ["day", "window_start", "window_end", "model", "n", "accuracy", "macro_f1"]
+    columns += ["log_loss", "ic"]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print("\nWalk-forward, out of sample (each day scored by the window ending the day before):")
+        print(daily[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print("\nSummary per model:")
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def simulate_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.simulate import simulate_bucket
+
+    started = time.perf_counter()
+    paths = simulate_bucket(
+        args.out, args.start, args.end, args.symbols, signal=args.signal, seed=args.seed,
+        calendar=args.calendar,
+    )
+    print(f"wrote {len(paths)} archives under {args.out} in {time.perf_counter() - started:.1f} s")
+
+
+def demo_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.runner import materialize_range
+    from hft_pipeline.simulate import simulate_bucket
+
+    started = time.perf_counter()
+    base = PipelineSettings.load({"HFT_HOME": str(args.home), "HFT_CONFIG": os.devnull})
+    settings = base.with_overrides(**DEMO_OVERRIDES)
+    # The UI (`make ui`) loads this file, so it shows the same definitions as the demo ran.
+    write_config_file(settings, settings.home / CONFIG_FILE_NAME)
+    bucket = settings.home / "bucket"
+    marker = bucket / ".simulated.json"
+    wanted = {"start": str(DEMO_START), "end": str(DEMO_END), "seed": args.seed, "signal": 1.0}
+    if not marker.is_file() or json.loads(marker.read_text()) != wanted:
+        print(f"simulating a sample bucket in {bucket}")
+        simulate_bucket(bucket, DEMO_START, DEMO_END, DEMO_SYMBOLS, signal=1.0, seed=args.seed)
+        marker.write_text(json.dumps(wanted))
+    print(f"materializing every asset for {DEMO_START}..{DEMO_END} (HFT_HOME={settings.home})")
+    summary = materialize_range(settings, DEMO_START, DEMO_END, _instance())
+    _print_results(settings, summary)
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; `make ui` shows its runs")
+
+
+def run_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.runner import materialize_range
+
+    data = {"raw_url": args.raw_url, "start": args.start, "end": args.end}
+    if args.symbols:
+        data["symbols"] = args.symbols
+    overrides = {"data": data}
+    if args.window:
+        overrides["training"] = {"window_days": args.window}
+    settings = PipelineSettings.load().with_overrides(**overrides)
+    summary = materialize_range(settings, args.start, args.end, _instance())
+    _print_results(settings, summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hft-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser("simulate", help="write a Databento-style sample bucket")
+    simulate.add_argument("--out", type=Path, required=True, help="bucket folder to write")
+    simulate.add_argument("--start", type=_date, required=True)
+    simulate.add_argument("--end", type=_date, required=True)
+    simulate.add_argument("--symbols", type=_symbols, default=DEMO_SYMBOLS)
+    simulate.add_argument("--signal", type=float, default=1.0, help="planted signal, 0 to 1")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--calendar", default="CME_Equity")
+    simulate.set_defaults(handler=simulate_command)
+
+    demo = commands.add_parser("demo", help="simulate a bucket and materialize the whole graph")
+    demo.add_argument(
+        "--home",
+        type=Path,
+        default=Path(os.environ.get("HFT_HOME", "~/HFT_forecast")).expanduser(),
+        help="HFT_HOME for the demo's outputs (default: $HFT_HOME)",
+    )
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=demo_command)
+
+    run = commands.add_parser("run", help="materialize the whole graph over a date range")
+    run.add_argument("--raw-url", required=True, help="file:///path or s3://bucket[/prefix]")
+    run.add_argument("--start", type=_date, required=True)
+    run.add_argument("--end", type=_date, required=True)
+    run.add_argument("--window", type=int, help="trading days per window (default: settings)")
+    run.add_argument("--symbols", type=_symbols, help="root symbols, e.g. ES,ZN")
+    run.set_defaults(handler=run_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"hft-pipeline {args.command}: {error}", file=sys.stderr)
+        raise SystemExit(2) from error

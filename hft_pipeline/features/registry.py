@@ -1,0 +1,221 @@
+"""The feature registry: every feature's name, formula, look-back, unit and DuckDB expression.
+
+One source of truth for the feature computation (``compute.py``) and for the training, export
+and streaming code, which read ``FEATURES`` and ``MODEL_FEATURES``.
+
+Each ``FeatureSpec.sql`` is a DuckDB expression evaluated once per bar over the relation
+``bar_inputs``: the bar columns of ``bars.py`` (``mid``, ``bid_px_00``.., ``ask_sz_00``..,
+``trade_count``, ``volume``, ``buy_volume``, ``sell_volume``, ``tick_size``,
+``session_fraction``) plus the derived ``BAR_INPUTS`` below. Window expressions use the named
+window ``BAR_WINDOW`` (one symbol's bars of one session, in time order) and look back only
+(``ROWS ... PRECEDING``), so a feature at bar t uses bars <= t: point-in-time by construction.
+
+Undefined values are NULL, never 0: warm-up (fewer bars than the look-back), an empty book side
+(``bars.py`` turns empty levels into NULL), a window without trades.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# One symbol's bars of one session in time order; compute.py declares it in every query.
+BAR_WINDOW = "bar_window"
+BAR_WINDOW_SQL = f"{BAR_WINDOW} AS (PARTITION BY symbol ORDER BY bar_index)"
+
+# Book levels (per side) that the features read; bars.py keeps this many levels.
+BOOK_DEPTH = 5
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature column: float64, one value per bar.
+
+    Attributes
+    ----------
+    name : str
+        Column name in the features table.
+    formula : str
+        The definition in plain notation, for people (``sql`` is what runs).
+    lookback_bars : int
+        Bars before bar t that the value reads (0: bar t only). The first ``lookback_bars``
+        bars of a session are NULL (warm-up).
+    unit : str
+        Unit of the value (ticks, log return, ratio, ...).
+    description : str
+        What the value measures, one line.
+    sql : str
+        DuckDB expression over ``bar_inputs`` (see the module docstring).
+    model_input : bool
+        Whether models take it as an input; raw price levels are not (they are not scale-free).
+    """
+
+    name: str
+    formula: str
+    lookback_bars: int
+    unit: str
+    description: str
+    sql: str
+    model_input: bool = True
+
+
+def _rolling(aggregate: str, window_bars: int) -> str:
+    """``aggregate`` over bars t-window_bars+1..t of the same symbol and session."""
+    return (
+        f"{aggregate} OVER ({BAR_WINDOW} ROWS BETWEEN {window_bars - 1} PRECEDING AND CURRENT ROW)"
+    )
+
+
+def _log_ratio(numerator: str, denominator: str) -> str:
+    # ln of a non-positive price is undefined (NaN / -inf in DuckDB): NULL instead.
+    return (
+        f"CASE WHEN ({numerator}) > 0 AND ({denominator}) > 0 "
+        f"THEN ln(({numerator}) / ({denominator})) END"
+    )
+
+
+def _imbalance(first: str, second: str) -> str:
+    """(first - second) / (first + second), NULL when the sum is 0 or NULL."""
+    return f"(({first}) - ({second})) / nullif(({first}) + ({second}), 0)"
+
+
+# Per-bar inputs derived from the bars (name, DuckDB expression), computed before FEATURES so
+# that window aggregates can read them (window functions do not nest).
+BAR_INPUTS: tuple[tuple[str, str], ...] = (
+    ("mid_log_return", _log_ratio("mid", f"lag(mid) OVER {BAR_WINDOW}")),
+)
+
+
+def log_return(bars: int) -> FeatureSpec:
+    """Spec of the mid's log return over the last ``bars`` bars (``log_ret_<bars>``)."""
+    return FeatureSpec(
+        name=f"log_ret_{bars}",
+        formula=f"ln(mid[t] / mid[t-{bars}])",
+        lookback_bars=bars,
+        unit="log return",
+        description=f"log return of the mid over the last {bars} bar(s)",
+        sql=_log_ratio("mid", f"lag(mid, {bars}) OVER {BAR_WINDOW}"),
+    )
+
+
+def realized_volatility(bars: int) -> FeatureSpec:
+    """Spec of the root sum of squared 1-bar mid log returns over the last ``bars`` bars."""
+    squares = "mid_log_return * mid_log_return"
+    return FeatureSpec(
+        name=f"realized_vol_{bars}",
+        formula=f"sqrt(sum_{{i=0..{bars - 1}}} ln(mid[t-i] / mid[t-i-1])^2)",
+        lookback_bars=bars,
+        unit="log return",
+        description=f"realized volatility of 1-bar mid log returns over the last {bars} bars",
+        sql=(
+            f"CASE WHEN {_rolling('count(mid_log_return)', bars)} = {bars} "
+            f"THEN sqrt({_rolling(f'sum({squares})', bars)}) END"
+        ),
+    )
+
+
+def trade_imbalance(bars: int) -> FeatureSpec:
+    """Spec of the aggressor volume imbalance over the last ``bars`` bars (1 = this bar)."""
+    buys = _rolling("sum(buy_volume)", bars)
+    sells = _rolling("sum(sell_volume)", bars)
+    return FeatureSpec(
+        name=f"trade_imbalance_{bars}",
+        formula=f"(sum buy_volume - sum sell_volume) / (sum buy_volume + sum sell_volume), "
+        f"sums over bars t-{bars - 1}..t",
+        lookback_bars=bars - 1,
+        unit="ratio in [-1, 1]",
+        description=f"aggressor volume imbalance over the last {bars} bar(s); NULL without trades",
+        sql=f"CASE WHEN {_rolling('count(*)', bars)} = {bars} THEN {_imbalance(buys, sells)} END",
+    )
+
+
+def _level_sizes(side: str, levels: int) -> str:
+    # Empty deeper levels hold no size; a side whose best level is empty makes the whole NULL.
+    return " + ".join(f"coalesce({side}_sz_{level:02d}, 0)" for level in range(levels))
+
+
+def _book_imbalance(levels: int) -> FeatureSpec:
+    return FeatureSpec(
+        name=f"obi_{levels}",
+        formula=f"(sum bid_sz - sum ask_sz) / (sum bid_sz + sum ask_sz), levels 1..{levels}",
+        lookback_bars=0,
+        unit="ratio in [-1, 1]",
+        description=f"order-book size imbalance over the best {levels} level(s) at the bar close",
+        sql=(
+            "CASE WHEN bid_sz_00 IS NOT NULL AND ask_sz_00 IS NOT NULL THEN "
+            f"{_imbalance(_level_sizes('bid', levels), _level_sizes('ask', levels))} END"
+        ),
+    )
+
+
+_MICROPRICE = "(bid_px_00 * ask_sz_00 + ask_px_00 * bid_sz_00) / nullif(bid_sz_00 + ask_sz_00, 0)"
+
+FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec(
+        name="mid",
+        formula="(bid_px_00 + ask_px_00) / 2 at the bar close",
+        lookback_bars=0,
+        unit="price",
+        description="mid price of the last book state; a raw level, not a model input",
+        sql="mid",
+        model_input=False,
+    ),
+    *(log_return(bars) for bars in (1, 5, 10, 30, 60)),
+    *(realized_volatility(bars) for bars in (12, 60)),
+    FeatureSpec(
+        name="spread_ticks",
+        formula="(ask_px_00 - bid_px_00) / tick_size",
+        lookback_bars=0,
+        unit="ticks",
+        description="best bid-ask spread at the bar close",
+        sql="(ask_px_00 - bid_px_00) / tick_size",
+    ),
+    FeatureSpec(
+        name="microprice_offset_ticks",
+        formula="((bid_px_00 * ask_sz_00 + ask_px_00 * bid_sz_00) / (bid_sz_00 + ask_sz_00) "
+        "- mid) / tick_size",
+        lookback_bars=0,
+        unit="ticks",
+        description="size-weighted microprice minus mid at the bar close",
+        sql=f"({_MICROPRICE} - mid) / tick_size",
+    ),
+    _book_imbalance(1),
+    _book_imbalance(BOOK_DEPTH),
+    *(trade_imbalance(bars) for bars in (1, 6)),
+    FeatureSpec(
+        name="log_trade_count",
+        formula="ln(1 + trade_count)",
+        lookback_bars=0,
+        unit="log(1 + trades)",
+        description="number of trades in the bar",
+        sql="ln(1 + trade_count)",
+    ),
+    FeatureSpec(
+        name="log_volume",
+        formula="ln(1 + volume)",
+        lookback_bars=0,
+        unit="log(1 + contracts)",
+        description="traded volume in the bar",
+        sql="ln(1 + volume)",
+    ),
+    FeatureSpec(
+        name="time_of_day_sin",
+        formula="sin(2 pi (ts - session_open) / (session_close - session_open))",
+        lookback_bars=0,
+        unit="[-1, 1]",
+        description="cyclical position of the bar close within the session",
+        sql="sin(2 * pi() * session_fraction)",
+    ),
+    FeatureSpec(
+        name="time_of_day_cos",
+        formula="cos(2 pi (ts - session_open) / (session_close - session_open))",
+        lookback_bars=0,
+        unit="[-1, 1]",
+        description="cyclical position of the bar close within the session",
+        sql="cos(2 * pi() * session_fraction)",
+    ),
+)
+
+FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
+MODEL_FEATURES: tuple[str, ...] = tuple(spec.name for spec in FEATURES if spec.model_input)
+# Bars of history a feature row needs before every model feature is defined.
+MAX_LOOKBACK_BARS = max(spec.lookback_bars for spec in FEATURES)

@@ -1,0 +1,90 @@
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from hft_pipeline.partitions import (
+    PipelinePartitions,
+    TradingCalendar,
+    previous_day_mapping,
+    rolling_window_mapping,
+    session_archives_mapping,
+)
+
+
+@pytest.fixture(scope="module")
+def cme() -> PipelinePartitions:
+    return PipelinePartitions.build("CME_Equity", dt.date(2024, 1, 2), dt.date(2024, 12, 31), ("ES", "ZN"))
+
+
+def _upstream(mapping, downstream_def, upstream_def, key: str) -> list[str]:
+    subset = downstream_def.subset_with_partition_keys([key])
+    result = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        subset, downstream_def, upstream_def
+    )
+    return sorted(result.partitions_subset.get_partition_keys())
+
+
+def test_trading_day_keys_equal_calendar_trading_days(cme: PipelinePartitions):
+    keys = cme.trading_days.get_partition_keys()
+    calendar_days = cme.calendar.trading_days(dt.date(2024, 1, 2), dt.date(2024, 12, 31))
+
+    assert keys == [day.isoformat() for day in calendar_days]
+    assert "2024-12-25" not in keys and "2024-01-06" not in keys  # holiday, Saturday
+    assert "2024-01-15" in keys and "2024-11-28" in keys  # MLK, Thanksgiving: early closes
+
+
+def test_cme_session_opens_the_evening_before_dst_correct():
+    calendar = TradingCalendar("CME_Equity")
+    winter, summer = calendar.session(dt.date(2024, 1, 8)), calendar.session(dt.date(2024, 7, 8))
+
+    assert dt.datetime.fromtimestamp(winter.open_ns / 1e9, dt.UTC).hour == 23  # 17:00 CST
+    assert dt.datetime.fromtimestamp(summer.open_ns / 1e9, dt.UTC).hour == 22  # 17:00 CDT
+    assert winter.utc_days == [dt.date(2024, 1, 7), dt.date(2024, 1, 8)]
+
+
+def test_always_open_calendar_has_every_day_and_utc_sessions():
+    calendar = TradingCalendar("24/7")
+    sessions = calendar.sessions(dt.date(2024, 1, 5), dt.date(2024, 1, 8))
+
+    assert [s.day for s in sessions] == [dt.date(2024, 1, d) for d in (5, 6, 7, 8)]
+    assert all(s.utc_days == [s.day] for s in sessions)
+    assert calendar.session_lead_days == 0
+
+
+def test_window_mapping_upstream_is_exactly_n_trading_days(cme: PipelinePartitions):
+    days = _upstream(rolling_window_mapping(30), cme.trading_days, cme.trading_days, "2024-02-29")
+
+    assert len(days) == 30
+    assert days == [d.isoformat() for d in cme.window_days(dt.date(2024, 2, 29), 30)]
+    assert days[0] == "2024-01-19"  # MLK and Presidents' Day trade on CME; weekends don't
+
+
+def test_window_near_start_of_history_is_short(cme: PipelinePartitions):
+    days = _upstream(rolling_window_mapping(30), cme.trading_days, cme.trading_days, "2024-01-05")
+
+    assert days == ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+    assert len(cme.window_days(dt.date(2024, 1, 5), 30)) == 4
+
+
+def test_previous_day_mapping_skips_weekends_and_holidays(cme: PipelinePartitions):
+    mapping = previous_day_mapping()
+
+    assert _upstream(mapping, cme.trading_days, cme.trading_days, "2024-01-08") == ["2024-01-05"]
+    assert _upstream(mapping, cme.trading_days, cme.trading_days, "2024-12-26") == ["2024-12-24"]
+
+
+def test_session_archives_mapping_covers_both_utc_days(cme: PipelinePartitions):
+    keys = _upstream(session_archives_mapping(cme.calendar), cme.slim, cme.raw, "2024-01-03|ZN")
+
+    assert keys == ["2024-01-02|ZN", "2024-01-03|ZN"]
+
+
+def test_unknown_calendar_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="unknown calendar 'NOPE'"):
+        TradingCalendar("NOPE")
+
+
+def test_multi_partition_keys_read_date_then_symbol(cme: PipelinePartitions):
+    assert dg.MultiPartitionKey({"symbol": "ES", "date": "2024-01-02"}) == "2024-01-02|ES"
+    assert "2024-01-02|ES" in cme.slim.get_partition_keys()
