@@ -7,8 +7,8 @@ Ingestion code only sees :class:`ObjectStore`; which one it gets is decided in o
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -198,6 +198,8 @@ def raw_store_resource(raw_url: str) -> RawStoreResource:
     )
 
 
-def describe_objects(objects: list[StoredObject]) -> str:
-    """JSON text of keys, sizes and ETags: what a raw_archive materialization records."""
-    return json.dumps([{"key": o.key, "size": o.size, "etag": o.etag} for o in objects], indent=1)
+@contextlib.contextmanager
+def open_raw_store(raw_url: str) -> Iterator[ObjectStore]:
+    """The store for use outside Dagster runs (CLI, scripts), EnvVars resolved as in a run."""
+    with dg.build_resources({"raw_store": raw_store_resource(raw_url)}) as resources:
+        yield resources.raw_store.get_store()

@@ -6,6 +6,7 @@ from hft_pipeline.resources import (
     LocalObjectStore,
     LocalRawStore,
     R2RawStore,
+    open_raw_store,
     raw_store_resource,
 )
 
@@ -45,14 +46,12 @@ def test_raw_store_resource_is_chosen_by_url_scheme(tmp_path: Path):
 def test_r2_store_through_s3resource_lists_fetches_once_and_uploads_slim(s3_bucket, tmp_path):
     client, bucket = s3_bucket
     client.put_object(Bucket=bucket, Key="data/raw/2024/20240102/ES/a.zip", Body=b"zipbytes")
-    resource = raw_store_resource(f"s3://{bucket}/data").process_config_and_initialize()
-    store = resource.get_store()
-
-    listed = list(store.list_objects("raw/"))
-    local = store.fetch(listed[0], tmp_path / "cache")
-    first_mtime = local.stat().st_mtime_ns
-    again = store.fetch(listed[0], tmp_path / "cache")
-    store.upload(local, "slim/2024/a.parquet")
+    with open_raw_store(f"s3://{bucket}/data") as store:
+        listed = list(store.list_objects("raw/"))
+        local = store.fetch(listed[0], tmp_path / "cache")
+        first_mtime = local.stat().st_mtime_ns
+        again = store.fetch(listed[0], tmp_path / "cache")
+        store.upload(local, "slim/2024/a.parquet")
 
     assert [(o.key, o.size) for o in listed] == [("raw/2024/20240102/ES/a.zip", 8)]
     assert local.read_bytes() == b"zipbytes"

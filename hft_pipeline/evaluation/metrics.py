@@ -156,8 +156,10 @@ def score_day(
     }
     day = ",".join(arrays.session_dates)
     return pd.DataFrame(
-        [{"model": name, "window": window_dir.name, "session_date": day, **scored[name]}
-         for name in MODEL_NAMES]
+        [
+            {"model": name, "window": window_dir.name, "session_date": day, **scored[name]}
+            for name in MODEL_NAMES
+        ]
     )
 
 

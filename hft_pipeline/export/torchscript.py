@@ -38,6 +38,13 @@ def script_model(model: LstmMultitask) -> torch.jit.ScriptModule:
         return torch.jit.script(model.eval())
 
 
+def load_torchscript(path: Path, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+    """``torch.jit.load`` in eval mode, its deprecation warning silenced (see script_model)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
+
+
 def export_artifact(window_dir: Path, artifact_dir: Path) -> dict[str, Any]:
     """Writes the window's model as an inference artifact, all files or none.
 
@@ -98,7 +105,7 @@ def verify_artifact(artifact_dir: Path, window_dir: Path) -> float:
     the window's eager model, on a fixed random batch (VERIFY_BATCH, context, n_features)."""
     config, _ = load_model_config(Path(window_dir) / "model_config.json")
     eager = load_model(Path(window_dir), "cpu")
-    scripted = torch.jit.load(str(Path(artifact_dir) / "model.ts"), map_location="cpu").eval()
+    scripted = load_torchscript(Path(artifact_dir) / "model.ts")
     generator = torch.Generator().manual_seed(VERIFY_SEED)
     x = torch.randn(VERIFY_BATCH, config.context, config.n_features, generator=generator)
     with torch.no_grad():
@@ -133,8 +140,7 @@ class ArtifactPredictor:
         if missing:
             raise FileNotFoundError(f"{artifact_dir} lacks {missing}; re-run the export")
         self.device = torch.device(device)
-        self.model = torch.jit.load(str(artifact_dir / "model.ts"), map_location=self.device)
-        self.model.eval()
+        self.model = load_torchscript(artifact_dir / "model.ts", self.device)
         scaler = json.loads((artifact_dir / "scaler.json").read_text())
         self.feature_columns: list[str] = json.loads((artifact_dir / "features.json").read_text())
         self.config: dict[str, Any] = json.loads((artifact_dir / "config.json").read_text())
@@ -165,7 +171,7 @@ class ArtifactPredictor:
         x = torch.from_numpy(self.scale(raw[None] if single else raw)).to(self.device)
         with torch.no_grad():
             logits, forward_return, volatility = self.model(x)  # (batch, 3), (batch,), (batch,)
-        probabilities = torch.softmax(logits.float(), dim=-1).double().cpu().numpy()
+        probabilities = torch.softmax(logits.double(), dim=-1).cpu().numpy()
         forward_return = forward_return.double().cpu().numpy() * self.return_scale
         volatility = volatility.double().cpu().numpy() * self.volatility_scale
         if single:

@@ -19,10 +19,11 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
 import zstandard
 
+from hft_pipeline.ingest.decode import ByteStream
 from hft_pipeline.instruments import contract_root
 
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
@@ -33,6 +34,8 @@ CONDITION_JSON = "condition.json"
 # Sidecars are small; a larger one is not a Databento sidecar and is not read into memory.
 _MAX_SIDECAR_BYTES = 64 * 2**20
 _HASH_BLOCK_BYTES = 2**20
+# Compressed bytes decompressed at a time: bounds the output held (DBN compresses ~10:1).
+_COMPRESSED_PIECE_BYTES = 2**17
 # Errors the zipfile / zlib / zstandard stack raises on damaged bytes.
 _DAMAGED_BYTES_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, zstandard.ZstdError)
 
@@ -121,7 +124,7 @@ def inspect_archive(path: Path) -> ArchiveContents:
 
 
 @contextlib.contextmanager
-def open_member_stream(path: Path, member: str) -> Iterator[IO[bytes]]:
+def open_member_stream(path: Path, member: str) -> Iterator[ByteStream]:
     """Yield a binary stream of a member's bytes, zstd-decompressed when it ends in ``.zst``.
 
     Damaged bytes met while the caller reads (bad CRC, truncated data, bad zstd frame)
@@ -130,16 +133,49 @@ def open_member_stream(path: Path, member: str) -> Iterator[IO[bytes]]:
     with _open_zip(path) as archive:
         try:
             with archive.open(member) as stored:
-                if member.endswith(".zst"):
-                    reader = zstandard.ZstdDecompressor().stream_reader(
-                        stored, read_across_frames=True
-                    )
-                    with reader:
-                        yield reader
-                else:
-                    yield stored
+                yield ZstdFramesReader(stored) if member.endswith(".zst") else stored
         except _DAMAGED_BYTES_ERRORS as error:
             raise ArchiveError(path, member, f"damaged or truncated bytes ({error})") from error
+
+
+class ZstdFramesReader:
+    """Binary stream of concatenated zstd frames, decompressed a bounded piece at a time.
+
+    Unlike ``zstandard``'s stream reader, a stream that ends inside a frame (a truncated
+    file) raises ``zstandard.ZstdError`` instead of reading as a shorter, valid-looking file.
+    DBN v1 files hold two frames (metadata, then records).
+    """
+
+    def __init__(self, compressed: ByteStream):
+        self._compressed = compressed
+        self._frame: Any | None = None  # decompressor of the frame being read; None between
+        self._pending, self._offset = b"", 0  # decompressed bytes not yet returned
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that remain when negative); b"" at the end."""
+        if size < 0:
+            return b"".join(iter(lambda: self.read(_COMPRESSED_PIECE_BYTES), b""))
+        while self._offset == len(self._pending):
+            piece = self._compressed.read(_COMPRESSED_PIECE_BYTES)
+            if not piece:
+                if self._frame is not None:
+                    raise zstandard.ZstdError("stream ends inside a zstd frame: truncated file")
+                return b""
+            self._pending, self._offset = self._decompress(piece), 0
+        start, self._offset = self._offset, min(self._offset + size, len(self._pending))
+        return self._pending[start : self._offset]
+
+    def _decompress(self, piece: bytes) -> bytes:
+        output = []
+        while piece:
+            if self._frame is None:
+                self._frame = zstandard.ZstdDecompressor().decompressobj()
+            output.append(self._frame.decompress(piece))
+            if self._frame.eof:  # the rest of the piece starts the next frame
+                piece, self._frame = self._frame.unused_data, None
+            else:
+                piece = b""
+        return b"".join(output)
 
 
 def manifest_hashes(manifest: Any) -> dict[str, str]:
@@ -185,7 +221,11 @@ def root_instruments(
     first, last = min(days), max(days)
     found: dict[int, str] = {}
     for key, intervals in symbology_result.items():
-        for interval in intervals or []:
+        if not isinstance(intervals, list):
+            continue  # a request field (stype_in, ...) beside the mappings, not a symbol
+        for interval in intervals:
+            if not isinstance(interval, Mapping):
+                continue
             start, end = _as_date(interval.get("d0")), _as_date(interval.get("d1"))
             if start is None or end is None or start > last or end <= first:
                 continue
@@ -225,8 +265,12 @@ def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise ArchiveError(path, None, f"not a readable ZIP file ({error})") from error
     with archive:
+        seen = set()
         for info in archive.infolist():
             _check_member_name(path, info.filename)
+            if info.filename in seen:
+                raise ArchiveError(path, info.filename, "appears twice; refusing the archive")
+            seen.add(info.filename)
         yield archive
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import Protocol
 
 import databento_dbn
 import numpy as np
@@ -39,6 +39,12 @@ RECORD_NAMES = {RTYPE_MBP_10: "MBP-10", RTYPE_MBP_1: "MBP-1", RTYPE_MBP_0: "trad
 _MAX_METADATA_BYTES = 256 * 2**20
 _NS_PER_DAY = 86_400 * 10**9
 _UNDEF_TIMESTAMP = 2**64 - 1
+
+
+class ByteStream(Protocol):
+    """What the decoder reads from: a file, a ZIP member, a decompressing reader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class DbnFormatError(ValueError):
@@ -68,7 +74,7 @@ class DbnHeader:
         return [epoch + dt.timedelta(days=day) for day in range(first, last + 1)]
 
 
-def read_dbn_header(stream: IO[bytes]) -> DbnHeader:
+def read_dbn_header(stream: ByteStream) -> DbnHeader:
     """Read the prelude and metadata of a DBN stream, leaving the stream at the first record.
 
     Parameters
@@ -128,7 +134,7 @@ def read_dbn_header(stream: IO[bytes]) -> DbnHeader:
 
 
 def iter_record_chunks(
-    stream: IO[bytes], header: DbnHeader, chunk_records: int = 65_536
+    stream: ByteStream, header: DbnHeader, chunk_records: int = 65_536
 ) -> Iterator[np.ndarray]:
     """Yield the stream's records as structured arrays of at most ``chunk_records`` records.
 
@@ -180,8 +186,7 @@ def iter_record_chunks(
     if carry:
         raise DbnFormatError(
             f"stream ends mid-record: {len(carry)} trailing bytes after {records_before} "
-            f"{dtype.itemsize}-byte {RECORD_NAMES[rtype]} records; the file "
-            "is truncated"
+            f"{dtype.itemsize}-byte {RECORD_NAMES[rtype]} records; the file is truncated"
         )
 
 
@@ -224,7 +229,7 @@ def _check_record_headers(
         )
 
 
-def _read_up_to(stream: IO[bytes], size: int) -> bytes:
+def _read_up_to(stream: ByteStream, size: int) -> bytes:
     """Read ``size`` bytes, fewer only at the end of the stream (decompressors return less)."""
     parts, remaining = [], size
     while remaining > 0:

@@ -147,7 +147,9 @@ def build_slim_day(
     }
     missing = sorted(set(expected_utc_days or ()) - gathered.covered_days)
     degraded, partial = bool(gathered.degraded_days), bool(missing)
-    table = _sorted_rows(gathered.tables.get(contract, []))
+    # Only the chosen contract's rows are written; let the others go before sorting.
+    table = _sorted_rows(gathered.tables.pop(contract, []))
+    gathered.tables.clear()
     metadata = {
         slim_schema.META_SCHEMA_VERSION: slim_schema.SLIM_SCHEMA_VERSION,
         slim_schema.META_TRADING_DAY: session.day.isoformat(),
@@ -355,9 +357,10 @@ def _sorted_rows(tables: list[pa.Table]) -> pa.Table:
 def _write_slim(table: pa.Table, metadata: dict[str, str], out_path: Path) -> None:
     """Write in row groups of ``ROW_GROUP_ROWS``; no wall-clock value, so reruns are identical."""
     schema = SLIM_SCHEMA.with_metadata(metadata)
-    with atomic_file(out_path) as temporary, pq.ParquetWriter(
-        temporary, schema, compression="zstd"
-    ) as writer:
+    with (
+        atomic_file(out_path) as temporary,
+        pq.ParquetWriter(temporary, schema, compression="zstd") as writer,
+    ):
         for start in range(0, table.num_rows, ROW_GROUP_ROWS):
             writer.write_table(table.slice(start, ROW_GROUP_ROWS))
 

@@ -57,7 +57,8 @@ FLOW_WINDOW_S = 20  # seconds of past signed volume that drive the drift
 SPREAD_MEMORY_S = 10.0
 TRADE_SHARE = 0.25  # share of book events that are trades
 KAPPA = 1.5  # how strongly x tilts the aggressor side
-BETA = 0.08  # drift per second in noise units per unit of normalised flow, at signal = 1
+BETA = 0.1  # drift per second in noise units per unit of normalised flow, at signal = 1
+DRIFT_VARIANCE = 0.78  # variance the drift adds at signal = 1, in units of the noise variance
 MAX_STEP_TICKS = 3.0  # cap on the latent mid's move in one second
 DEPTH_DECAY = 0.75  # P(book update at depth d) ~ DEPTH_DECAY^d
 QUEUE_STEP = 0.25  # std of a queue's log-size walk per update
@@ -68,6 +69,7 @@ MAX_LATENCY_NS = 1_000_000
 GLBX_PUBLISHER_ID = 1
 F_LAST = 0x80
 LEVELS = 10
+LOOKUP_CHUNK = 100_000  # records whose books are filled at once
 
 # Record kinds while drafting: how a record changes the queue at its (side, price).
 _NONE, _SET, _REFRESH, _CONSUME, _TRADE, _INIT = range(6)
@@ -162,16 +164,17 @@ def _ar1(rng: np.random.Generator, n: int, memory_s: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Paths:
-    """Per-second paths (length T) and the session's trades."""
+    """The session's latent paths: activity, one-tick touch changes and trades."""
 
-    lam: np.ndarray  # book events per second
-    bid: np.ndarray  # touch during second t after its move, ticks
-    ask: np.ndarray
-    move_ns: np.ndarray  # instant of second t's touch move (ns UTC)
-    trade_ns: np.ndarray  # per trade
+    lam: np.ndarray  # book events per second, for each second of the session
+    touch_ns: np.ndarray  # instants of the one-tick touch changes (ns UTC), sorted
+    touch_side: np.ndarray  # _BID / _ASK: the side whose best price changed
+    touch_step: np.ndarray  # +1 / -1 tick
+    touch_bid: np.ndarray  # best bid / ask after each change, ticks
+    touch_ask: np.ndarray
+    trade_ns: np.ndarray  # per trade, sorted
     trade_buy: np.ndarray
     trade_lots: np.ndarray
-    spread_wide_p: np.ndarray
 
 
 def _instants(rng: np.random.Generator, seconds: np.ndarray, open_ns: int) -> np.ndarray:
@@ -209,27 +212,55 @@ def _latent_paths(
     window_sum = past[:-1] - past[np.maximum(np.arange(n_seconds) - FLOW_WINDOW_S, 0)]
     second_moment = np.mean(trade_lots.astype(float) ** 2) if trade_lots.size else 1.0
     typical = np.sqrt(FLOW_WINDOW_S * TRADE_SHARE * lam * second_moment)
-    drift = signal * BETA * (window_sum / typical) * sigma
-    steps = np.clip(drift + sigma * rng.standard_normal(n_seconds), -MAX_STEP_TICKS, MAX_STEP_TICKS)
+    # The flow-driven drift adds variance; shrinking the noise keeps the mid's volatility
+    # about the same whatever the signal.
+    noise = sigma / np.sqrt(1.0 + DRIFT_VARIANCE * signal**2)
+    drift = signal * BETA * (window_sum / typical) * noise
+    steps = drift + noise * rng.standard_normal(n_seconds)
+    steps = np.clip(steps, -MAX_STEP_TICKS, MAX_STEP_TICKS)
     mid = spec.start_ticks + 0.5 + np.cumsum(steps)
 
-    spread_wide_p = np.where(shape >= 1.0, 0.08, 0.25)
-    wide = ndtr(_ar1(rng, n_seconds, SPREAD_MEMORY_S)) > 1.0 - spread_wide_p
+    wide_p = np.where(shape >= 1.0, 0.08, 0.25)
+    wide = ndtr(_ar1(rng, n_seconds, SPREAD_MEMORY_S)) > 1.0 - wide_p
     bid = np.where(wide, np.rint(mid) - 1, np.floor(mid)).astype(np.int64)
     ask = bid + np.where(wide, 2, 1)
-    move_ns = _instants(rng, np.arange(n_seconds, dtype=np.int64), spec.open_ns)
-    return _Paths(lam, bid, ask, move_ns, trade_ns, trade_buy, trade_lots, spread_wide_p)
+    touch = _touch_changes(rng, bid, ask, spec)
+    return _Paths(lam, *touch, trade_ns, trade_buy, trade_lots)
+
+
+def _touch_changes(
+    rng: np.random.Generator, bid: np.ndarray, ask: np.ndarray, spec: SessionSpec
+) -> tuple[np.ndarray, ...]:
+    """Splits each second's move of the touch into one-tick changes, all at one instant of that
+    second (one event). Inside it, the j-th change that leaves a level (bid down, ask up) comes
+    before the j-th change that reaches one, which keeps every intermediate book uncrossed."""
+    seconds, ranks, sides, steps = [], [], [], []
+    for side, path, start in ((_BID, bid, spec.start_ticks), (_ASK, ask, spec.start_ticks + 1)):
+        move = np.diff(path, prepend=start)
+        count = np.abs(move)
+        second = np.repeat(np.arange(path.size, dtype=np.int64), count)
+        j = np.arange(second.size) - np.repeat(np.cumsum(count) - count, count)
+        step = np.repeat(np.sign(move), count)
+        leaves = step < 0 if side == _BID else step > 0
+        seconds.append(second)
+        ranks.append(2 * j + ~leaves)
+        sides.append(np.full(second.size, side, np.uint8))
+        steps.append(step)
+    second, rank, side, step = (np.concatenate(a) for a in (seconds, ranks, sides, steps))
+    order = np.lexsort((side, rank, second))
+    second, side, step = second[order], side[order], step[order]
+    touch_ns = _instants(rng, np.arange(bid.size, dtype=np.int64), spec.open_ns)[second]
+    touch_bid = spec.start_ticks + np.cumsum(np.where(side == _BID, step, 0))
+    touch_ask = spec.start_ticks + 1 + np.cumsum(np.where(side == _ASK, step, 0))
+    return touch_ns, side, step, touch_bid, touch_ask
 
 
 def _touch_at(paths: _Paths, spec: SessionSpec, t_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best bid/ask (ticks) in force at each instant: a second's move applies from move_ns on."""
-    second = (t_ns - spec.open_ns) // NS
-    before_move = t_ns < paths.move_ns[second]
-    previous = np.maximum(second - 1, 0)
-    bid = np.where(before_move, paths.bid[previous], paths.bid[second])
-    ask = np.where(before_move, paths.ask[previous], paths.ask[second])
-    first = before_move & (second == 0)
-    return np.where(first, spec.start_ticks, bid), np.where(first, spec.start_ticks + 1, ask)
+    """Best bid/ask (ticks) in force at each instant (a change at that very instant included)."""
+    last = np.searchsorted(paths.touch_ns, t_ns, side="right") - 1
+    bid = np.where(last < 0, spec.start_ticks, paths.touch_bid[last])
+    ask = np.where(last < 0, spec.start_ticks + 1, paths.touch_ask[last])
+    return bid, ask
 
 
 def _book_update_drafts(
@@ -267,36 +298,24 @@ def _trade_drafts(paths: _Paths, spec: SessionSpec, uid0: int) -> np.ndarray:
     return draft.reshape(-1)
 
 
-def _move_drafts(paths: _Paths, spec: SessionSpec, uid0: int) -> np.ndarray:
-    """Touch moves: cancel the levels left behind, then add the levels reached, one record per
-    level, so that every intermediate book is uncrossed and gap-free."""
-    bp = np.r_[spec.start_ticks, paths.bid[:-1]]
-    ap = np.r_[spec.start_ticks + 1, paths.ask[:-1]]
-    moved = np.flatnonzero((bp != paths.bid) | (ap != paths.ask))
-    bp, ap, bn, an = bp[moved], ap[moved], paths.bid[moved], paths.ask[moved]
-    # Per stage: count, side, kind, action, then (start, step per record) of the record's price,
-    # of the bid after it and of the ask after it.
-    stages = [
-        (bp - bn, _BID, _CONSUME, b"C", (bp, -1), (bp - 1, -1), (ap, 0)),
-        (an - ap, _ASK, _CONSUME, b"C", (ap, 1), (np.minimum(bp, bn), 0), (ap + 1, 1)),
-        (bn - bp, _BID, _REFRESH, b"A", (bp + 1, 1), (bp + 1, 1), (np.maximum(ap, an), 0)),
-        (ap - an, _ASK, _REFRESH, b"A", (ap - 1, -1), (bn, 0), (ap - 1, -1)),
-    ]
-    parts, sub_offset = [], np.zeros(moved.size, np.int64)
-    for count, side, kind, action, price, bid_after, ask_after in stages:
-        count = np.maximum(count, 0)
-        move = np.repeat(np.arange(moved.size), count)
-        j = np.arange(move.size) - np.repeat(np.cumsum(count) - count, count)
-        part = np.zeros(move.size, _DRAFT)
-        part["t_ns"] = paths.move_ns[moved][move]
-        part["uid"] = uid0 + move
-        part["sub"] = sub_offset[move] + j
-        part["side"], part["kind"], part["action"] = side, kind, action
-        for field, (start, step) in (("price", price), ("bid", bid_after), ("ask", ask_after)):
-            part[field] = np.broadcast_to(start, moved.shape)[move] + step * j
-        parts.append(part)
-        sub_offset += count
-    return np.concatenate(parts)
+def _touch_drafts(paths: _Paths, uid0: int) -> np.ndarray:
+    """The touch moves, one event per second that has one and one record per tick: C of a level
+    left behind or A of a new best level (with a fresh queue)."""
+    draft = np.zeros(paths.touch_ns.size, _DRAFT)
+    starts = np.r_[True, paths.touch_ns[1:] != paths.touch_ns[:-1]]
+    draft["t_ns"] = paths.touch_ns
+    draft["uid"] = uid0 + np.cumsum(starts) - 1
+    draft["sub"] = np.arange(draft.size) - np.maximum.accumulate(
+        np.where(starts, np.arange(draft.size), 0)
+    )
+    draft["side"] = paths.touch_side
+    draft["bid"], draft["ask"] = paths.touch_bid, paths.touch_ask
+    after = np.where(paths.touch_side == _BID, paths.touch_bid, paths.touch_ask)
+    leaves = np.where(paths.touch_side == _BID, paths.touch_step < 0, paths.touch_step > 0)
+    draft["price"] = np.where(leaves, after - paths.touch_step, after)
+    draft["kind"] = np.where(leaves, _CONSUME, _REFRESH)
+    draft["action"] = np.where(leaves, b"C", b"A")
+    return draft
 
 
 def _fold(walk: np.ndarray) -> np.ndarray:
@@ -402,10 +421,12 @@ def simulate_session(
     if tick_fixed.denominator != 1:
         raise ValueError(f"tick {spec.tick} is not a whole number of 1e-9 price units")
     paths = _latent_paths(profile, spec, rng, events_per_second * spec.activity, signal)
-    books = _book_update_drafts(rng, paths, spec, uid0=0)
-    trades = _trade_drafts(paths, spec, uid0=books.size)
-    moves = _move_drafts(paths, spec, uid0=books.size + paths.trade_ns.size)
-    draft = np.concatenate([books, trades, moves])
+    # Touch changes take the lowest event ids: at an equal instant they come first, as the
+    # other events there already see the new touch.
+    touches = _touch_drafts(paths, uid0=0)
+    books = _book_update_drafts(rng, paths, spec, uid0=int(touches["uid"].max(initial=-1)) + 1)
+    trades = _trade_drafts(paths, spec, uid0=int(books["uid"].max(initial=-1)) + 1)
+    draft = np.concatenate([touches, books, trades])
     draft = draft[np.lexsort((draft["sub"], draft["uid"], draft["t_ns"]))]
     history, change = _queue_history(draft, profile, spec, rng)
 
@@ -453,7 +474,8 @@ def _records(
 
     levels = records["levels"]
     k = np.arange(LEVELS)
-    for chunk in np.array_split(np.arange(n), max(1, n // 200_000)):
+    for first in range(0, n, LOOKUP_CHUNK):  # bounds the (rows, 10) temporaries
+        chunk = slice(first, first + LOOKUP_CHUNK)
         bid_px = draft["bid"][chunk, None] - k
         ask_px = draft["ask"][chunk, None] + k
         bid_sz = history.sizes(_BID, bid_px, rows[chunk])

@@ -108,7 +108,8 @@ def apply_baselines(baselines: dict[str, Any], X: np.ndarray) -> dict[str, np.nd
         "naive_proba": np.tile(np.asarray(naive["class_frequencies"], dtype=np.float64), (n, 1)),
         "naive_return": np.full(n, float(naive["return"])),
         "logistic_proba": logistic_proba(baselines["logistic"], X),
-        "ridge_return": X @ np.asarray(baselines["ridge"]["coef"]) + baselines["ridge"]["intercept"],
+        "ridge_return": X @ np.asarray(baselines["ridge"]["coef"])
+        + baselines["ridge"]["intercept"],
     }
 
 

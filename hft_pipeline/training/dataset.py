@@ -89,7 +89,9 @@ def build_window_arrays(
     ts = features[TS].to_numpy(dtype=np.int64)
     session, session_end = session_blocks(features)
     check_sorted(ts, session)
-    values = {name: labels[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in label_names}
+    values = {
+        name: labels[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in label_names
+    }
     forward_return, volatility, direction = (values[name] for name in label_names)
     present = np.isfinite(forward_return) & np.isfinite(volatility) & np.isfinite(direction)
     check_directions(direction[present], label_names[2])
@@ -404,7 +406,7 @@ def predict_sequences(
         x, _, _, _ = sequence_batch(tensors, batch_ends)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits, forward_return, volatility = model(x)
-        probabilities.append(torch.softmax(logits.float(), dim=-1).double().cpu())
+        probabilities.append(torch.softmax(logits.double(), dim=-1).cpu())
         returns.append(forward_return.double().cpu())
         volatilities.append(volatility.double().cpu())
     if not probabilities:

@@ -101,6 +101,54 @@ class LstmMultitask(nn.Module):
         return logits, forward_return, volatility
 
 
+Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def loss_terms(outputs: Outputs, targets: Outputs, class_weight: torch.Tensor) -> dict:
+    """The loss's sums over a batch, so that batches add up exactly.
+
+    Parameters
+    ----------
+    outputs : tuple of torch.Tensor
+        The model's logits (batch, 3), scaled return (batch,) and scaled volatility (batch,).
+    targets : tuple of torch.Tensor
+        Direction (batch,) int64, scaled return (batch,), scaled volatility (batch,).
+    class_weight : torch.Tensor
+        (3,) weight of each direction class in the cross-entropy.
+
+    Returns
+    -------
+    dict of torch.Tensor
+        cross_entropy_sum (class-weighted), weight_sum, return_se_sum, volatility_se_sum, count.
+    """
+    logits, predicted_return, predicted_volatility = (output.float() for output in outputs)
+    direction, forward_return, volatility = targets
+    weight = class_weight[direction]  # (batch,)
+    return {
+        "cross_entropy_sum": (weight * F.cross_entropy(logits, direction, reduction="none")).sum(),
+        "weight_sum": weight.sum(),
+        "return_se_sum": (predicted_return - forward_return).square().sum(),
+        "volatility_se_sum": (predicted_volatility - volatility).square().sum(),
+        "count": torch.tensor(float(len(direction)), device=logits.device),
+    }
+
+
+def combine_loss(
+    terms: dict[str, torch.Tensor], return_weight: float, volatility_weight: float
+) -> dict[str, torch.Tensor]:
+    """loss = class-weighted CE + return_weight * MSE(return) + volatility_weight * MSE(vol),
+    each mean taken over the summed batches (the CE's over the summed class weights)."""
+    cross_entropy = terms["cross_entropy_sum"] / terms["weight_sum"]
+    return_mse = terms["return_se_sum"] / terms["count"]
+    volatility_mse = terms["volatility_se_sum"] / terms["count"]
+    return {
+        "loss": cross_entropy + return_weight * return_mse + volatility_weight * volatility_mse,
+        "cross_entropy": cross_entropy,
+        "return_mse": return_mse,
+        "volatility_mse": volatility_mse,
+    }
+
+
 def save_model_config(config: ModelConfig, path: Path, **extra: Any) -> None:
     """Writes ``{"model": <ModelConfig fields>, **extra}`` as JSON (``model_config.json``)."""
     payload = {"model_kind": MODEL_KIND, "model": config.to_dict(), **extra}

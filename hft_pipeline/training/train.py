@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.nn import functional as F
 
 from hft_pipeline.config import TrainingSettings
 from hft_pipeline.evaluation.metrics import information_coefficient, score_predictions
@@ -40,7 +39,14 @@ from hft_pipeline.training.dataset import (
     sequence_batch,
     to_tensors,
 )
-from hft_pipeline.training.model import MODEL_KIND, LstmMultitask, ModelConfig, save_model_config
+from hft_pipeline.training.model import (
+    MODEL_KIND,
+    LstmMultitask,
+    ModelConfig,
+    combine_loss,
+    loss_terms,
+    save_model_config,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +225,9 @@ def fit(
             with autocast(device):
                 outputs = model(x)
             terms = loss_terms(outputs, (direction, forward_return, volatility), weight_tensor)
-            loss = combine_loss(terms, settings)["loss"]
+            loss = combine_loss(
+                terms, settings.return_loss_weight, settings.volatility_loss_weight
+            )["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
@@ -286,43 +294,6 @@ def epoch_sequences(train_ends: np.ndarray, size: int, rng: np.random.Generator)
     return rng.choice(train_ends, size=size, replace=False)
 
 
-def loss_terms(
-    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    class_weight: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """Sums over a batch, so batches add up exactly: the class-weighted cross-entropy and its
-    weight total, and the squared errors of the scaled return and volatility."""
-    logits, predicted_return, predicted_volatility = (output.float() for output in outputs)
-    direction, forward_return, volatility = targets
-    weight = class_weight[direction]  # (batch,)
-    return {
-        "cross_entropy_sum": (weight * F.cross_entropy(logits, direction, reduction="none")).sum(),
-        "weight_sum": weight.sum(),
-        "return_se_sum": (predicted_return - forward_return).square().sum(),
-        "volatility_se_sum": (predicted_volatility - volatility).square().sum(),
-        "count": torch.tensor(float(len(direction)), device=logits.device),
-    }
-
-
-def combine_loss(terms: dict[str, torch.Tensor], settings: TrainingSettings) -> dict:
-    """loss = weighted CE + return_loss_weight * MSE(return) + volatility_loss_weight * MSE(vol)"""
-    cross_entropy = terms["cross_entropy_sum"] / terms["weight_sum"]
-    return_mse = terms["return_se_sum"] / terms["count"]
-    volatility_mse = terms["volatility_se_sum"] / terms["count"]
-    loss = (
-        cross_entropy
-        + settings.return_loss_weight * return_mse
-        + settings.volatility_loss_weight * volatility_mse
-    )
-    return {
-        "loss": loss,
-        "cross_entropy": cross_entropy,
-        "return_mse": return_mse,
-        "volatility_mse": volatility_mse,
-    }
-
-
 @torch.no_grad()
 def evaluate_loss(
     model: LstmMultitask,
@@ -343,7 +314,12 @@ def evaluate_loss(
             outputs = model(x)
         terms = loss_terms(outputs, (direction, forward_return, volatility), class_weight)
         totals = {k: totals.get(k, 0) + v for k, v in terms.items()}
-    return {name: float(value) for name, value in combine_loss(totals, settings).items()}
+    return {
+        name: float(value)
+        for name, value in combine_loss(
+            totals, settings.return_loss_weight, settings.volatility_loss_weight
+        ).items()
+    }
 
 
 def validation_metrics(
@@ -367,9 +343,7 @@ def validation_metrics(
         arrays.direction[ends], proba, scaled_return * scaler.return_scale,
         arrays.forward_return[ends],
     )  # fmt: skip
-    metrics["volatility_ic"] = information_coefficient(
-        scaled_volatility, arrays.volatility[ends]
-    )
+    metrics["volatility_ic"] = information_coefficient(scaled_volatility, arrays.volatility[ends])
     class_weight = torch.as_tensor(weights, dtype=torch.float32, device=device)
     metrics.update(evaluate_loss(model, tensors, ends, class_weight, settings, loop))
     metrics["n_train"] = len(split.train_ends)
@@ -459,7 +433,9 @@ def check_settings(settings: TrainingSettings) -> None:
         )
     for name in ("epochs", "batch_size", "context", "hidden_size", "num_layers"):
         if getattr(settings, name) < 1:
-            raise ValueError(f"training setting {name} must be >= 1, found {getattr(settings, name)}")
+            raise ValueError(
+                f"training setting {name} must be >= 1, found {getattr(settings, name)}"
+            )
     if settings.learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, found {settings.learning_rate}")
     if settings.max_train_sequences < 0:
@@ -483,7 +459,7 @@ def check_split(arrays: WindowArrays, split: Split) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; anything else as torch names it."""
+    """ "auto" -> CUDA when available, else CPU; anything else as torch names it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import zipfile
 
 import pytest
+import zstandard
 
 from hft_pipeline.ingest.archive import (
     ArchiveError,
+    ZstdFramesReader,
     degraded_days,
     inspect_archive,
     manifest_hashes,
@@ -93,7 +96,9 @@ def test_inspect_archive_manifest_hash_mismatch_raises_naming_member(tmp_path, m
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("manifest.json", json.dumps(manifest))
 
-    with pytest.raises(ArchiveError, match=rf"altered\.zip, member '{MEMBER}': SHA-256 \w+ differs"):
+    with pytest.raises(
+        ArchiveError, match=rf"altered\.zip, member '{MEMBER}': SHA-256 \w+ differs"
+    ):
         inspect_archive(path)
 
 
@@ -174,7 +179,10 @@ def test_root_instruments_one_id_two_contracts_raises():
 @pytest.mark.parametrize(
     "condition",
     [
-        [{"date": "2021-01-04", "condition": "available"}, {"date": "2021-01-05", "condition": "degraded"}],
+        [
+            {"date": "2021-01-04", "condition": "available"},
+            {"date": "2021-01-05", "condition": "degraded"},
+        ],
         {"2021-01-04": "available", "2021-01-05": "degraded"},
     ],
 )
@@ -182,3 +190,31 @@ def test_degraded_days_list_and_mapping_forms(condition):
     days = [dt.date(2021, 1, 4), dt.date(2021, 1, 5)]
 
     assert degraded_days(condition, days) == [dt.date(2021, 1, 5)]
+
+
+def test_open_member_stream_zst_cut_inside_frame_raises_truncated(tmp_path, member_bytes):
+    cut = member_bytes[: len(member_bytes) - 9]
+    path = write_archive(tmp_path / "cut.zip", {MEMBER: cut})
+
+    with (
+        pytest.raises(ArchiveError, match=rf"cut\.zip, member '{MEMBER}': .*inside a zstd frame"),
+        open_member_stream(path, MEMBER) as stream,
+    ):
+        stream.read()
+
+
+def test_zstd_frames_reader_reads_concatenated_frames_in_small_reads():
+    first, second = b"metadata " * 50, bytes(range(256)) * 300
+    compressor = zstandard.ZstdCompressor()
+    reader = ZstdFramesReader(io.BytesIO(compressor.compress(first) + compressor.compress(second)))
+
+    pieces = list(iter(lambda: reader.read(1000), b""))
+
+    assert b"".join(pieces) == first + second
+    assert max(len(piece) for piece in pieces) == 1000
+
+
+def test_root_instruments_skips_request_fields_beside_mappings():
+    flat = {"stype_in": "raw_symbol", "ESH1": [{"d0": "2021-01-04", "d1": "2021-01-06", "s": "5"}]}
+
+    assert root_instruments(flat, "ES", [dt.date(2021, 1, 5)]) == {5: "ESH1"}

@@ -132,7 +132,7 @@ def write_archive(
 
 def es_archive(path: Path, records: np.ndarray, schema: str = "mbp-10", **kwargs) -> Path:
     """An archive of one ESH1 (5482) / ESM1 (5483) member for the session of 2021-01-05."""
-    member = "glbx-mdp3-20210105.{}.dbn.zst".format(schema)
+    member = f"glbx-mdp3-20210105.{schema}.dbn.zst"
     return write_archive(
         path,
         {member: dbn_stream(records, schema)},

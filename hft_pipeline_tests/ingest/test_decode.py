@@ -89,7 +89,9 @@ def test_iter_record_chunks_stream_cut_mid_record_raises_with_record_count():
 
 
 def test_read_dbn_header_unknown_version_raises():
-    data = bytearray(dbn_stream(make_records(TRADE_DTYPE, session_times(1)), "trades", compress=False))
+    data = bytearray(
+        dbn_stream(make_records(TRADE_DTYPE, session_times(1)), "trades", compress=False)
+    )
     data[3] = 9
 
     with pytest.raises(DbnFormatError, match="unknown DBN version 9"):
@@ -151,9 +153,11 @@ def test_iter_record_chunks_no_records_yields_nothing():
     "name", ["test_data.mbp-10.dbn.zst", "test_data.mbp-1.dbn.zst", "test_data.trades.dbn.zst"]
 )
 def test_iter_record_chunks_real_fixture_matches_databento_decoder(shared_data, name):
-    data = zstandard.ZstdDecompressor().stream_reader(
-        (shared_data / "dbn-glbx-es-fixtures" / name).open("rb")
-    ).read()
+    data = (
+        zstandard.ZstdDecompressor()
+        .stream_reader((shared_data / "dbn-glbx-es-fixtures" / name).open("rb"))
+        .read()
+    )
     decoder = databento_dbn.DBNDecoder()
     decoder.write(data)
     expected = decoder.decode()[1:]  # after the Metadata

@@ -80,8 +80,9 @@ def test_chronological_split_train_label_horizon_ends_before_validation(embargo_
     split = chronological_split(arrays, validation_fraction=0.3, embargo_bars=embargo_bars)
 
     horizon_end = arrays.ts[split.train_ends + arrays.horizon]
-    assert np.array_equal(arrays.session[split.train_ends + arrays.horizon],
-                          arrays.session[split.train_ends])
+    assert np.array_equal(
+        arrays.session[split.train_ends + arrays.horizon], arrays.session[split.train_ends]
+    )
     assert (horizon_end + embargo_bars * arrays.bar_ns < split.validation_start_ts).all()
     assert (arrays.ts[split.val_ends] >= split.validation_start_ts).all()
     assert split.n_purged == 2 * arrays.horizon

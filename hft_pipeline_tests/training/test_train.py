@@ -1,0 +1,108 @@
+"""train_window end to end on tiny synthetic windows: files, determinism, learning, no leaks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from hft_pipeline.training.model import load_model
+from hft_pipeline.training.train import learning_rate_at, train_window
+from hft_pipeline_tests.training.synthetic import make_window, tiny_settings
+
+WINDOW_FILES = {
+    "model.pt",
+    "model_config.json",
+    "metrics.json",
+    "scaler.json",
+    "training_history.json",
+    "baselines.json",
+}
+
+
+def train(tmp_path, name="window", settings=None, **window):
+    data = make_window(**window)
+    settings = settings or tiny_settings()
+    return train_window(
+        data.features, data.labels, data.feature_columns, settings, data.horizon, tmp_path / name
+    )
+
+
+def test_train_window_writes_the_window_folder(tmp_path):
+    result = train(tmp_path, settings=tiny_settings(epochs=2))
+
+    folder = tmp_path / "window"
+    state = torch.load(folder / "model.pt", weights_only=True)
+    config = json.loads((folder / "model_config.json").read_text())
+    history = json.loads((folder / "training_history.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+
+    assert {p.name for p in folder.iterdir()} == WINDOW_FILES
+    assert result.out_dir == folder
+    assert set(state) == set(load_model(folder).state_dict())
+    assert config["feature_columns"] == ["f0", "f1", "f2"]
+    assert (config["window_start"], config["window_end"]) == ("2024-01-02", "2024-01-05")
+    assert config["training"]["hidden_size"] == 16
+    assert config["n_train_sequences"] == result.n_train > 0
+    assert config["n_val_sequences"] == result.n_val > 0
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert {"train_loss", "val_loss", "lr", "seconds", "sequences_per_second"} <= set(history[0])
+    assert {"accuracy", "macro_f1", "log_loss", "ic", "loss"} <= set(metrics)
+    assert result.device == "cpu"
+
+
+def test_train_window_same_inputs_identical_weights(tmp_path):
+    first = train(tmp_path, "a", settings=tiny_settings(epochs=2, dropout=0.2, num_layers=2))
+    second = train(tmp_path, "b", settings=tiny_settings(epochs=2, dropout=0.2, num_layers=2))
+
+    weights_a = torch.load(first.out_dir / "model.pt", weights_only=True)
+    weights_b = torch.load(second.out_dir / "model.pt", weights_only=True)
+
+    assert all(torch.equal(weights_a[name], weights_b[name]) for name in weights_a)
+    assert first.metrics["loss"] == second.metrics["loss"]
+
+
+def test_train_window_planted_relation_beats_naive_baseline(tmp_path):
+    result = train(tmp_path, settings=tiny_settings(epochs=6), bars=300, lag=2)
+
+    accuracy = result.metrics["accuracy"]
+    naive = result.metrics["baseline_naive_accuracy"]
+
+    assert accuracy > naive + 0.25
+    assert result.metrics["ic"] > 0.5
+
+
+def test_train_window_pure_noise_accuracy_within_binomial_interval(tmp_path):
+    result = train(tmp_path, settings=tiny_settings(epochs=4), bars=300, planted=False)
+
+    majority = max(result.metrics[f"share_{name}"] for name in ("down", "flat", "up"))
+    sigma = math.sqrt(majority * (1 - majority) / result.n_val)
+
+    assert majority - 4 * sigma <= result.metrics["accuracy"] <= majority + 3 * sigma
+
+
+def test_train_window_max_train_sequences_caps_each_epoch(tmp_path):
+    result = train(tmp_path, settings=tiny_settings(epochs=2, max_train_sequences=100))
+
+    assert [row["train_sequences"] for row in result.history] == [100, 100]
+
+
+def test_train_window_too_short_sessions_raise(tmp_path):
+    with pytest.raises(ValueError, match="no sequence of 50 bars"):
+        train(tmp_path, settings=tiny_settings(context=50), days=2, bars=30)
+
+
+def test_train_window_unknown_model_kind_raises(tmp_path):
+    with pytest.raises(ValueError, match="model_kind='lob_transformer'"):
+        train(tmp_path, settings=tiny_settings(model_kind="lob_transformer"), days=1, bars=30)
+
+
+def test_learning_rate_at_warmup_peak_then_cosine_floor():
+    rates = [learning_rate_at(step, 100, 10, 1.0, 0.1) for step in range(101)]
+
+    assert rates[0] == pytest.approx(0.1)
+    assert rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))
+    assert rates[100] == pytest.approx(0.1)
