@@ -1,6 +1,10 @@
-"""Schedules and sensors: new raw objects -> SLIM runs; every trading day -> the day's chain."""
+"""Schedules and sensors.
 
-from __future__ import annotations
+- `raw_bucket_sensor`: new raw archives -> the SLIM partitions whose sessions they complete.
+- `daily_roll30_schedule`: every morning, yesterday's SLIM partitions (skips non-trading days).
+- `daily_chain_sensor`: a trading day whose SLIM files all landed -> features, out-of-sample
+  metrics, the day's window model and its artifact, in one daily-partitioned run.
+"""
 
 import datetime as dt
 import json
@@ -8,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from hft_pipeline.config import PipelineSettings
 from hft_pipeline.ingest.raw_keys import (
@@ -21,8 +23,10 @@ from hft_pipeline.ingest.raw_keys import (
 from hft_pipeline.partitions import PipelinePartitions, date_key, multi_key
 from hft_pipeline.resources import RawStoreResource, StoredObject
 
-# The day's chain (DESIGN.md section 1): per-symbol SLIM, then the per-day assets.
+# The day's chain after SLIM (DESIGN.md section 1), all partitioned by trading day.
 DAILY_CHAIN = ("features", "walk_forward_metrics", "roll30_model", "inference_artifact")
+# Materializations read per tick of the chain sensor (more wait for the next tick).
+CHAIN_SENSOR_BATCH = 500
 # Sessions end 16:00 CT; Databento's daily files are ready by early morning.
 SCHEDULE_CRON = "0 6 * * *"
 SCHEDULE_TIMEZONE = "America/Chicago"
@@ -30,43 +34,48 @@ SCHEDULE_TIMEZONE = "America/Chicago"
 
 @dataclass(frozen=True)
 class BucketCursor:
-    """High-water mark of LastModified, plus the keys seen at exactly that instant.
+    """High-water mark of LastModified, plus the objects (key and ETag) seen at that instant.
 
     Comparing upload times rather than key order catches archives uploaded out of date order
-    and rewritten archives; the keys at the mark break ties within the listing's resolution.
+    and rewritten archives; the objects at the mark break ties within the listing's resolution
+    (S3 reports whole seconds), so a rewrite in the same second is still seen.
     """
 
     high_water: str = ""  # ISO timestamp
-    keys_at_high_water: tuple[str, ...] = ()
+    seen_at_high_water: tuple[str, ...] = ()  # "key@etag"
 
     @classmethod
-    def parse(cls, text: str | None) -> BucketCursor:
+    def parse(cls, text: str | None) -> "BucketCursor":
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(data["high_water"], tuple(data["keys_at_high_water"]))
+        return cls(data["high_water"], tuple(data["seen_at_high_water"]))
 
     def serialize(self) -> str:
         return json.dumps(
-            {"high_water": self.high_water, "keys_at_high_water": list(self.keys_at_high_water)}
+            {"high_water": self.high_water, "seen_at_high_water": list(self.seen_at_high_water)}
         )
 
     def is_new(self, stored: StoredObject) -> bool:
         stamp = stored.last_modified.isoformat()
         return stamp > self.high_water or (
-            stamp == self.high_water and stored.key not in self.keys_at_high_water
+            stamp == self.high_water and _identity(stored) not in self.seen_at_high_water
         )
 
-    def advanced(self, objects: Sequence[StoredObject]) -> BucketCursor:
+    def advanced(self, objects: Sequence[StoredObject]) -> "BucketCursor":
         if not objects:
             return self
         newest = max(stored.last_modified.isoformat() for stored in objects)
         if newest < self.high_water:
             return self
-        at_mark = {s.key for s in objects if s.last_modified.isoformat() == newest}
+        at_mark = {_identity(s) for s in objects if s.last_modified.isoformat() == newest}
         if newest == self.high_water:
-            at_mark |= set(self.keys_at_high_water)
+            at_mark |= set(self.seen_at_high_water)
         return BucketCursor(newest, tuple(sorted(at_mark)))
+
+
+def _identity(stored: StoredObject) -> str:
+    return f"{stored.key}@{stored.etag}"
 
 
 @dataclass(frozen=True)
@@ -108,15 +117,6 @@ def plan_slim_requests(
     return sorted(requests.values(), key=lambda r: (r.day, r.symbol))
 
 
-def daily_chain_subset(
-    asset_graph, partitions: PipelinePartitions, day: dt.date, symbols: Sequence[str]
-) -> AssetGraphSubset:
-    """The partitions the daily run of `day` materializes, across both partitionings."""
-    wanted = {AssetKeyPartitionKey(dg.AssetKey("slim_parquet"), multi_key(day, s)) for s in symbols}
-    wanted |= {AssetKeyPartitionKey(dg.AssetKey(name), date_key(day)) for name in DAILY_CHAIN}
-    return AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
-
-
 def build_automation(
     settings: PipelineSettings, partitions: PipelinePartitions
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition], list]:
@@ -154,21 +154,58 @@ def build_automation(
             skip_reason=None if requests else _skip_reason(new, unconfigured),
         )
 
-    @dg.schedule(
-        cron_schedule=SCHEDULE_CRON,
-        execution_timezone=SCHEDULE_TIMEZONE,
-        target=dg.AssetSelection.assets("slim_parquet", *DAILY_CHAIN),
+    daily_chain_job = dg.define_asset_job(
+        "daily_chain_job", selection=dg.AssetSelection.assets(*DAILY_CHAIN)
     )
+
+    @dg.schedule(job=slim_job, cron_schedule=SCHEDULE_CRON, execution_timezone=SCHEDULE_TIMEZONE)
     def daily_roll30_schedule(context: dg.ScheduleEvaluationContext):
-        """At 06:00 CT, yesterday's chain: SLIM per symbol, features, yesterday's model scored
-        out of sample, the new window's model and its artifact. Skips non-trading days."""
+        """At 06:00 CT, ingest yesterday's session of every symbol; `daily_chain_sensor` then
+        runs the rest of the day's chain. Skips days that are not trading days."""
         day = context.scheduled_execution_time.date() - dt.timedelta(days=1)
         if date_key(day) not in partitions.trading_days.get_partition_keys():
             return dg.SkipReason(f"{day} is not a trading day of {partitions.calendar.name}")
-        subset = daily_chain_subset(context.repository_def.asset_graph, partitions, day, symbols)
-        return dg.RunRequest.for_asset_graph_subset(subset, tags={"hft/trading_day": str(day)})
+        return [
+            dg.RunRequest(
+                run_key=f"daily:{date_key(day)}|{symbol}",
+                partition_key=multi_key(day, symbol),
+                tags={"hft/trading_day": str(day)},
+            )
+            for symbol in symbols
+        ]
 
-    return [raw_bucket_sensor], [daily_roll30_schedule], [slim_job]
+    @dg.sensor(job=daily_chain_job, minimum_interval_seconds=60)
+    def daily_chain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        """Once every symbol's SLIM file of a trading day has (re)landed: features, yesterday's
+        model scored on the day, the day's window model and its artifact, in one run."""
+        result = context.instance.fetch_materializations(
+            dg.AssetKey("slim_parquet"),
+            limit=CHAIN_SENSOR_BATCH,
+            cursor=context.cursor,
+            ascending=True,
+        )
+        landed_days = {str(record.partition_key).split("|")[0] for record in result.records}
+        materialized = context.instance.get_materialized_partitions(dg.AssetKey("slim_parquet"))
+        complete = sorted(
+            day
+            for day in landed_days
+            if all(f"{day}|{symbol}" in materialized for symbol in symbols)
+        )
+        newest = max((record.storage_id for record in result.records), default=0)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(run_key=f"chain:{day}:{newest}", partition_key=day)
+                for day in complete
+            ],
+            cursor=result.cursor if result.records else context.cursor,
+            skip_reason=None if complete else "no trading day has all its SLIM files newly",
+        )
+
+    return (
+        [raw_bucket_sensor, daily_chain_sensor],
+        [daily_roll30_schedule],
+        [slim_job, daily_chain_job],
+    )
 
 
 def _raw_archive_events(

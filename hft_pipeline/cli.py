@@ -62,7 +62,9 @@ def _print_results(settings: PipelineSettings, summary: pd.DataFrame) -> None:
     columns = ["day", "window_start", "window_end", "model", "n", "accuracy", "macro_f1"]
     columns += ["log_loss", "ic"]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print("\nWalk-forward, out of sample (each day scored by the window ending the day before):")
+        print(
+            "\nWalk-forward, out of sample (each day scored by the window ending the day before):"
+        )
         print(daily[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print("\nSummary per model:")
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -73,7 +75,12 @@ def simulate_command(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     paths = simulate_bucket(
-        args.out, args.start, args.end, args.symbols, signal=args.signal, seed=args.seed,
+        args.out,
+        args.start,
+        args.end,
+        args.symbols,
+        signal=args.signal,
+        seed=args.seed,
         calendar=args.calendar,
     )
     print(f"wrote {len(paths)} archives under {args.out} in {time.perf_counter() - started:.1f} s")

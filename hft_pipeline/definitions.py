@@ -1,7 +1,5 @@
 """Assembles the code location: assets, checks, jobs, schedules, sensors and resources."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from hft_pipeline.automation import build_automation

@@ -65,6 +65,8 @@ def materialize_range(
             instance=instance,
             resources=resources,
             tags={"hft/source": "hft-pipeline"},
+            # Progress is echoed above; the full event log stays in the instance (the UI).
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         if not result.success:
             raise RuntimeError(f"{label} failed; see the run in the Dagster UI")

@@ -29,10 +29,13 @@ def _put(client, bucket: str, day: str, symbol: str, body: bytes = b"zip") -> No
 def _tick(defs: dg.Definitions, instance, cursor, raw_url: str):
     sensor = defs.get_sensor_def("raw_bucket_sensor")
     resource = raw_store_resource(raw_url)
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"raw_store": resource}
-    )
-    return sensor.evaluate_tick(context)
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"raw_store": resource},
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        return sensor.evaluate_tick(context)
 
 
 def test_sensor_requests_complete_sessions_once_and_new_objects_later(s3_bucket, tmp_path):
@@ -107,38 +110,59 @@ def test_bucket_cursor_catches_out_of_order_uploads():
 @pytest.mark.parametrize(
     ("tick", "expected_day"),
     [
-        (dt.datetime(2024, 1, 9, 6), "2024-01-08"),  # Tuesday morning: Monday's chain
+        (dt.datetime(2024, 1, 9, 6), "2024-01-08"),  # Tuesday morning: Monday's session
         (dt.datetime(2024, 1, 16, 6), "2024-01-15"),  # MLK day is an early-close trading day
         (dt.datetime(2024, 12, 26, 6), None),  # Christmas: holiday, skipped
         (dt.datetime(2024, 1, 7, 6), None),  # Sunday morning: Saturday is no trading day
     ],
 )
-def test_daily_schedule_runs_the_days_chain_and_skips_non_trading_days(
-    tmp_path, tick, expected_day
-):
+def test_daily_schedule_ingests_yesterday_and_skips_non_trading_days(tmp_path, tick, expected_day):
     defs = build_definitions(_settings(tmp_path, tmp_path.as_uri()))
     schedule = defs.get_schedule_def("daily_roll30_schedule")
 
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=tick.replace(tzinfo=dt.UTC),
             repository_def=defs.get_repository_def(),
-        )
+        ) as context,
+    ):
         result = schedule.evaluate_tick(context)
 
     if expected_day is None:
         assert result.run_requests == [] and "not a trading day" in result.skip_message
-        return
-    subset = result.run_requests[0].asset_graph_subset
-    requested = {
-        key.to_user_string(): sorted(part.get_partition_keys())
-        for key, part in subset.partitions_subsets_by_asset_key.items()
-    }
-    assert requested == {
-        "slim_parquet": [f"{expected_day}|ES", f"{expected_day}|ZN"],
-        "features": [expected_day],
-        "walk_forward_metrics": [expected_day],
-        "roll30_model": [expected_day],
-        "inference_artifact": [expected_day],
-    }
+    else:
+        keys = sorted(r.partition_key for r in result.run_requests)
+        assert keys == [f"{expected_day}|ES", f"{expected_day}|ZN"]
+
+
+def test_chain_sensor_runs_a_day_once_all_its_symbols_landed(tmp_path):
+    defs = build_definitions(_settings(tmp_path, tmp_path.as_uri()))
+    sensor = defs.get_sensor_def("daily_chain_sensor")
+
+    def land(instance, partition: str) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="slim_parquet", partition=partition)
+        )
+
+    def tick(instance, cursor):
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, repository_def=defs.get_repository_def()
+        ) as context:
+            return sensor.evaluate_tick(context)
+
+    with dg.instance_for_test() as instance:
+        land(instance, "2024-01-03|ES")
+        only_es = tick(instance, None)
+        land(instance, "2024-01-03|ZN")
+        both = tick(instance, only_es.cursor)
+        again = tick(instance, both.cursor)
+        land(instance, "2024-01-03|ES")  # a re-ingested day runs its chain again
+        redo = tick(instance, again.cursor)
+
+    assert only_es.run_requests == []
+    assert [r.partition_key for r in both.run_requests] == ["2024-01-03"]
+    assert again.run_requests == []
+    assert [r.partition_key for r in redo.run_requests] == ["2024-01-03"]
+    assert redo.run_requests[0].run_key != both.run_requests[0].run_key

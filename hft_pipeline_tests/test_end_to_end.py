@@ -63,8 +63,14 @@ def test_materialize_range_over_s3_writes_seed_layout_and_metrics(
         assert layout.features_file(day).is_file() and layout.labels_file(day).is_file()
     for start, end in zip(days, days[1:], strict=False):
         window = layout.window_dir(start, end)
-        for name in ("model.pt", "model_config.json", "metrics.json", "scaler.json",
-                     "training_history.json", "baselines.json"):
+        for name in (
+            "model.pt",
+            "model_config.json",
+            "metrics.json",
+            "scaler.json",
+            "training_history.json",
+            "baselines.json",
+        ):
             assert (window / name).is_file(), name
         assert layout.train_log(end).read_text().strip()
         assert (layout.artifact_dir(start, end) / "model.ts").is_file()
@@ -87,15 +93,22 @@ def test_corrupt_archive_fails_its_partition_and_keeps_earlier_output(simulated_
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         good = dg.materialize(
-            list(defs.assets), selection=["slim_parquet"], partition_key="2024-01-03|ES",
-            instance=instance, resources=dict(defs.resources),
+            list(defs.assets),
+            selection=["slim_parquet"],
+            partition_key="2024-01-03|ES",
+            instance=instance,
+            resources=dict(defs.resources),
         )
         before = layout.slim_file(dt.date(2024, 1, 3), "ES").read_bytes()
         archive = next((bucket / "raw/2024/20240103/ES").glob("*.zip"))
         archive.write_bytes(archive.read_bytes()[:200])
         bad = dg.materialize(
-            list(defs.assets), selection=["slim_parquet"], partition_key="2024-01-03|ES",
-            instance=instance, resources=dict(defs.resources), raise_on_error=False,
+            list(defs.assets),
+            selection=["slim_parquet"],
+            partition_key="2024-01-03|ES",
+            instance=instance,
+            resources=dict(defs.resources),
+            raise_on_error=False,
         )
 
     assert good.success and not bad.success

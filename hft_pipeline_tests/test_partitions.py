@@ -14,7 +14,9 @@ from hft_pipeline.partitions import (
 
 @pytest.fixture(scope="module")
 def cme() -> PipelinePartitions:
-    return PipelinePartitions.build("CME_Equity", dt.date(2024, 1, 2), dt.date(2024, 12, 31), ("ES", "ZN"))
+    return PipelinePartitions.build(
+        "CME_Equity", dt.date(2024, 1, 2), dt.date(2024, 12, 31), ("ES", "ZN")
+    )
 
 
 def _upstream(mapping, downstream_def, upstream_def, key: str) -> list[str]:

@@ -1,8 +1,6 @@
 """Evaluation stage: each day scored out of sample by the model of the window that ended the
 trading day before, beside its baselines; and the report over all scored days."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
@@ -73,9 +71,7 @@ def build_evaluation_assets(
         the window ending the previous trading day, beside the naive and logistic baselines."""
         day = parse_date_key(context.partition_key)
         window_start, window_end = model_window_before(day, context.partition_key)
-        features, labels = load_window(
-            None, [layout.features_file(day)], [layout.labels_file(day)]
-        )
+        features, labels = load_window(None, [layout.features_file(day)], [layout.labels_file(day)])
         rows = score_day(layout.window_dir(window_start, window_end), features, labels)
         rows.insert(0, "day", day)
         rows.insert(1, "window_start", window_start)

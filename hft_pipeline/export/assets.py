@@ -1,8 +1,6 @@
 """Export stage: each window's model -> a self-contained inference artifact (TorchScript,
 scaler, feature list, config); `production_model` points at the newest verified one."""
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg
@@ -28,7 +26,9 @@ def build_export_assets(
         partitions_def=partitions.trading_days,
         deps=["roll30_model"],
         check_specs=[
-            dg.AssetCheckSpec("torchscript_matches_eager", asset="inference_artifact", blocking=True)
+            dg.AssetCheckSpec(
+                "torchscript_matches_eager", asset="inference_artifact", blocking=True
+            )
         ],
         kinds={"pytorch"},
     )

@@ -1,8 +1,6 @@
 """Features stage: one trading day's SLIM files (all symbols) -> bars, features and labels as
 daily parquet files, with DuckDB views over all days."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg

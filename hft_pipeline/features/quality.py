@@ -23,9 +23,7 @@ def bars_per_session(open_ns: int, close_ns: int, bar_seconds: int) -> int:
     return math.ceil((close_ns - open_ns) / (bar_seconds * 1_000_000_000))
 
 
-def check_day_tables(
-    features: pa.Table, labels: pa.Table, expected_rows: int
-) -> list[TableCheck]:
+def check_day_tables(features: pa.Table, labels: pa.Table, expected_rows: int) -> list[TableCheck]:
     value_columns = [name for name in features.column_names if name not in KEY_COLUMNS]
     infinite = {
         name: int(pc.sum(pc.is_inf(features[name])).as_py() or 0)
@@ -57,6 +55,7 @@ def class_balance(labels: pa.Table, direction_column: str) -> dict[str, float]:
     """Share of each direction class among the labelled bars."""
     counts = pc.value_counts(pc.drop_null(labels[direction_column])).to_pylist()
     total = sum(item["counts"] for item in counts) or 1
-    return {str(item["values"]): item["counts"] / total for item in sorted(
-        counts, key=lambda item: item["values"]
-    )}
+    return {
+        str(item["values"]): item["counts"] / total
+        for item in sorted(counts, key=lambda item: item["values"])
+    }

@@ -1,8 +1,6 @@
 """Ingest stage: raw archives observed in the bucket -> one SLIM parquet file per symbol and
 trading day, with blocking data-quality checks."""
 
-from __future__ import annotations
-
 import datetime as dt
 import json
 
@@ -23,8 +21,6 @@ from hft_pipeline.ingest.slim_schema import META_CONTRACT_VOLUMES
 from hft_pipeline.instruments import root_spec
 from hft_pipeline.layout import Layout
 from hft_pipeline.partitions import (
-    DATE_DIMENSION,
-    SYMBOL_DIMENSION,
     PipelinePartitions,
     parse_date_key,
     session_archives_mapping,
@@ -33,8 +29,9 @@ from hft_pipeline.resources import RawStoreResource
 
 
 def day_and_symbol(partition_key: str | dg.MultiPartitionKey) -> tuple[dt.date, str]:
-    keys = dg.MultiPartitionKey.from_str(partition_key).keys_by_dimension
-    return parse_date_key(keys[DATE_DIMENSION]), keys[SYMBOL_DIMENSION]
+    # Keys join dimensions in alphabetical order of their names: "<date>|<symbol>".
+    date_part, symbol = str(partition_key).split("|")
+    return parse_date_key(date_part), symbol
 
 
 def archive_metadata(archives: list[RawArchive]) -> dict[str, dg.MetadataValue]:

@@ -77,7 +77,9 @@ def archives_fingerprint(archives: Iterable[RawArchive]) -> str:
     return digest.hexdigest()[:16]
 
 
-def list_day_archives(store: ObjectStore, parser: RawKeyParser, utc_day: dt.date) -> list[RawArchive]:
+def list_day_archives(
+    store: ObjectStore, parser: RawKeyParser, utc_day: dt.date
+) -> list[RawArchive]:
     """Every recognised archive listed under one UTC day's prefix."""
     parsed = (parser.parse(stored) for stored in store.list_objects(parser.prefix_for(utc_day)))
     return [archive for archive in parsed if archive is not None and archive.utc_day == utc_day]
@@ -86,4 +88,6 @@ def list_day_archives(store: ObjectStore, parser: RawKeyParser, utc_day: dt.date
 def list_session_archives(
     store: ObjectStore, parser: RawKeyParser, session: Session
 ) -> list[RawArchive]:
-    return [archive for day in session.utc_days for archive in list_day_archives(store, parser, day)]
+    return [
+        archive for day in session.utc_days for archive in list_day_archives(store, parser, day)
+    ]

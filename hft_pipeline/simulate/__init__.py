@@ -38,7 +38,7 @@ OUTGOING_DISCOUNT = 0.003  # the outgoing (nearer) contract trades this fraction
 SEQUENCE_SPACING = 500_000_000
 # Session opens wander around the profile price: a daily AR(1) in log price from this epoch.
 PRICE_EPOCH = dt.date(2000, 1, 3)
-OPEN_PERSISTENCE = 0.995
+OPEN_PERSISTENCE = 0.98  # half-life 34 days: opens spread about 5 % (sd) around the price
 _NS_PER_DAY = 86_400 * 10**9
 _CHICAGO = ZoneInfo("America/Chicago")
 
@@ -93,29 +93,45 @@ def simulate_bucket(
         )
     written = []
     for symbol in symbols:
-        simulation = {
-            "generator": "hft_pipeline.simulate",
-            "root": symbol,
-            "seed": seed,
-            "signal": signal,
-            "events_per_second": events_per_second,
-            "calendar": calendar,
-        }
-        pending: dict[dt.date, list[tuple[Contract, np.ndarray]]] = {}
-        for session in sessions:
-            for contract, records in _session_records(
-                trading_calendar, session, symbol, signal, seed, events_per_second
-            ):
-                for utc_day, part in _split_by_utc_day(records):
-                    pending.setdefault(utc_day, []).append((contract, part))
-            # Later sessions start on or after this session's last UTC day: earlier days are done.
-            for utc_day in sorted(d for d in pending if d < session.utc_days[-1]):
-                written.append(
-                    _write_day(out_dir, utc_day, symbol, pending.pop(utc_day), simulation)
-                )
-        for utc_day in sorted(pending):
-            written.append(_write_day(out_dir, utc_day, symbol, pending.pop(utc_day), simulation))
+        written += _simulate_symbol(
+            out_dir, trading_calendar, sessions, symbol, signal, seed, events_per_second
+        )
     return sorted(written)
+
+
+def _simulate_symbol(
+    out_dir: Path,
+    trading_calendar: TradingCalendar,
+    sessions: list[Session],
+    symbol: str,
+    signal: float,
+    seed: int,
+    events_per_second: float,
+) -> list[Path]:
+    """Simulates the sessions in order, writing each UTC day's archive once it is complete."""
+    simulation = {
+        "generator": "hft_pipeline.simulate",
+        "root": symbol,
+        "seed": seed,
+        "signal": signal,
+        "events_per_second": events_per_second,
+        "calendar": trading_calendar.name,
+    }
+    written = []
+    pending: dict[dt.date, list[tuple[Contract, np.ndarray]]] = {}
+    for session in sessions:
+        for contract, records in _session_records(
+            trading_calendar, session, symbol, signal, seed, events_per_second
+        ):
+            for utc_day, part in _split_by_utc_day(records):
+                pending.setdefault(utc_day, []).append((contract, part))
+        # Later sessions start on or after this session's last UTC day: earlier days are done.
+        done = sorted(day for day in pending if day < session.utc_days[-1])
+        written += [_write_day(out_dir, day, symbol, pending.pop(day), simulation) for day in done]
+    written += [
+        _write_day(out_dir, day, symbol, pending.pop(day), simulation) for day in sorted(pending)
+    ]
+    return written
 
 
 def _check_arguments(

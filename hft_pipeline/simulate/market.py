@@ -12,21 +12,26 @@ Generative model, on a 1-second grid t = 0..T-1 over the session [open, close):
 2. Latent flow state. ``x(t)`` is AR(1) with unit variance and a 20 s memory:
    ``x(t) = phi x(t-1) + sqrt(1 - phi^2) e(t)``, ``phi = exp(-1/20)``.
 3. Events. Each second holds ``Poisson(TRADE_SHARE * lam)`` trades and
-   ``Poisson((1 - TRADE_SHARE) * lam)`` book updates at uniform instants. A trade's aggressor
-   buys with probability ``1 / (1 + exp(-KAPPA x(t)))``; its size is ``Geometric(1/trade_lots)``.
+   ``Poisson((1 - TRADE_SHARE) * lam)`` book updates at uniform instants (TRADE_SHARE = 0.25).
+   A trade's aggressor buys with probability ``1 / (1 + exp(-KAPPA x(t)))`` (KAPPA = 1.5); its
+   size is ``Geometric(1/trade_lots)`` lots.
 4. Flow signal. ``F(t)`` is the signed aggressor volume of second t; ``S(t) = F(t-20) + ... +
    F(t-1)`` (strictly before t) and ``D(t) = S(t) / sqrt(20 * TRADE_SHARE * lam(t) * E[q^2])``
    is S in units of its own typical size.
-5. Mid. The latent mid in ticks moves by ``clip(signal * BETA * D(t) * sigma(t) + sigma(t) z(t),
-   -3, 3)``, z standard normal. So the signed flow of the last 20 s predicts the mid's drift
-   over the next tens of seconds (and, through the persistence of x, up to about a minute);
-   with ``signal = 0`` the mid is a random walk independent of every trade.
+5. Mid. The latent mid in ticks moves each second by ``clip(signal * BETA * D(t) * n(t) +
+   n(t) z(t), -3, 3)``, z standard normal, with noise ``n(t) = sigma(t) / sqrt(1 +
+   DRIFT_VARIANCE * signal^2)`` so that the drift does not inflate the volatility (BETA = 0.1,
+   DRIFT_VARIANCE = 0.78, the variance the drift adds at signal 1, measured). The signed
+   flow of the last 20 s thus drives the mid over the next 20 s and, through the persistence
+   of x, predicts it up to about a minute ahead. With ``signal = 0`` the mid is a random walk
+   independent of every trade.
 6. Touch. The spread is 2 ticks when ``Phi(y(t)) > 1 - p2(t)`` (y an AR(1) with a 10 s
    memory; p2 = 0.08 where ``shape >= 1``, else 0.25) and 1 tick otherwise. Best bid
    ``floor(m)`` (1 tick) or ``round(m) - 1`` (2 ticks), ask = bid + spread. When the touch
    changes in second t it changes at one uniform instant in it: the levels it leaves are
    cancelled (C, depth 0), then the levels it reaches are added (A, depth 0) with a fresh small
-   queue, one record per level, so no record ever shows a crossed or gapped book.
+   queue, one record per level: no record shows a crossed book, and after each event (F_LAST)
+   the spread is 1 or 2 ticks.
 7. Queues. Sizes live on absolute prices, per side. A book update picks a side (fair coin) and
    a depth d with ``P(d) ~ 0.75^d`` and sets that queue to ``base(d) * exp(0.8 fold(w))`` lots,
    ``base(d) = touch_lots * (1 + depth_growth * d)``, w the queue's own Gaussian random walk

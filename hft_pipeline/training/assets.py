@@ -1,8 +1,6 @@
 """Training stage: the features of the N trading days ending at D -> the window's model in
 seed 000's layout (fit_data/roll30/live/<start>_<end>/) and its training log."""
 
-from __future__ import annotations
-
 import contextlib
 import datetime as dt
 import logging
@@ -78,8 +76,13 @@ def build_training_assets(
         features, labels = load_window(None, feature_files, label_files)
         out_dir = layout.window_dir(days[0], end)
         with training_log(layout.train_log(end)) as logger:
-            logger.info("window %s..%s (%d trading days), settings %s", days[0], end,
-                        len(days), settings.as_metadata())
+            logger.info(
+                "window %s..%s (%d trading days), settings %s",
+                days[0],
+                end,
+                len(days),
+                settings.as_metadata(),
+            )
             result = train_window(
                 features, labels, MODEL_FEATURES, settings.training, horizon, out_dir, logger
             )

@@ -24,10 +24,9 @@ from hft_pipeline.features.schema import (
     SESSION_DATE,
     SYMBOL,
     TS,
-    direction_column,
-    forward_return_column,
-    forward_volatility_column,
+    label_columns,
 )
+from hft_pipeline.training.model import Outputs
 
 MISSING_DIRECTION = -1  # direction label of rows whose labels are NULL
 
@@ -122,11 +121,7 @@ def check_frames(
         raise ValueError(f"horizon must be at least 1 bar, found {horizon}")
     if len(feature_columns) == 0:
         raise ValueError("feature_columns is empty; pass the model's input columns")
-    label_names = (
-        forward_return_column(horizon),
-        forward_volatility_column(horizon),
-        direction_column(horizon),
-    )
+    label_names = label_columns(horizon)  # return, volatility, direction
     for frame_name, frame, needed in (
         ("features", features, (*KEY_COLUMNS, *feature_columns)),
         ("labels", labels, (*KEY_COLUMNS, *label_names)),
@@ -261,11 +256,12 @@ class Scaler:
     n_rows: int  # training rows the feature statistics came from
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """Standardizes raw features (..., n_features) -> float32; NaN becomes 0.
+        """Standardizes raw features (..., n_features) -> float32; NaN (and inf) become 0.
 
-        NaN marks a feature still warming up at a session's start. After standardization 0
-        is the training mean, the least informative value, and keeps the LSTM finite; the
-        model still sees that those bars come first in the session from other features.
+        NaN marks a feature still warming up at a session's start (its lookback is not yet
+        filled), and one NaN input would turn the LSTM's whole state NaN. After
+        standardization 0 is the training mean, so a warming-up feature reads as "typical"
+        rather than as an extreme value.
         """
         if features.shape[-1] != len(self.mean):
             raise ValueError(
@@ -382,9 +378,6 @@ def sequence_batch(
     """
     x = tensors.windows[ends - (tensors.context - 1)].transpose(1, 2)  # (batch, seq, features)
     return x, tensors.direction[ends], tensors.forward_return[ends], tensors.volatility[ends]
-
-
-Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()

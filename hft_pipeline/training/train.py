@@ -147,7 +147,7 @@ def train_window(
         horizon=horizon,
     )
     with deterministic(device):
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(settings.seed)  # initial weights and dropout masks (CPU and CUDA)
         model = LstmMultitask(config).to(device)
         history = fit(model, tensors, split, weights, settings, loop, logger)
 
@@ -346,6 +346,7 @@ def validation_metrics(
     metrics["volatility_ic"] = information_coefficient(scaled_volatility, arrays.volatility[ends])
     class_weight = torch.as_tensor(weights, dtype=torch.float32, device=device)
     metrics.update(evaluate_loss(model, tensors, ends, class_weight, settings, loop))
+    metrics["n_val"] = len(split.val_ends)
     metrics["n_train"] = len(split.train_ends)
     metrics["n_purged"] = split.n_purged
     metrics["n_embargoed"] = split.n_embargoed
@@ -459,7 +460,7 @@ def check_split(arrays: WindowArrays, split: Split) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; anything else as torch names it."""
+    """Maps the ``device`` setting to a torch device: auto = CUDA when present, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

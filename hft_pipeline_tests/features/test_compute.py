@@ -15,7 +15,7 @@ from hft_pipeline.features.compute import FEATURES_SCHEMA, compute_day, labels_s
 from hft_pipeline.features.registry import FEATURE_NAMES
 from hft_pipeline.features.schema import KEY_COLUMNS, label_columns
 from hft_pipeline.partitions import Session, TradingCalendar
-from hft_pipeline_tests.features.test_bars import (
+from hft_pipeline_tests.features.slim_builders import (
     DAY,
     NS,
     OPEN_NS,

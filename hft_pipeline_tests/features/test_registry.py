@@ -7,7 +7,7 @@ from hft_pipeline.features.compute import compute_day
 from hft_pipeline.features.registry import FEATURE_NAMES, FEATURES, MODEL_FEATURES
 from hft_pipeline.features.schema import KEY_COLUMNS, label_columns
 from hft_pipeline.partitions import Session
-from hft_pipeline_tests.features.test_bars import (
+from hft_pipeline_tests.features.slim_builders import (
     DAY,
     NS,
     OPEN_NS,

@@ -15,7 +15,7 @@ from hft_pipeline.config import FeatureSettings
 from hft_pipeline.features.compute import compute_day, write_day
 from hft_pipeline.features.store import load_window, refresh_view, refresh_views
 from hft_pipeline.partitions import Session
-from hft_pipeline_tests.features.test_bars import (
+from hft_pipeline_tests.features.slim_builders import (
     NS,
     OPEN_NS,
     book_event,

@@ -20,7 +20,7 @@ from hft_pipeline.ingest.archive import (
     root_instruments,
 )
 from hft_pipeline.ingest.dbn_layout import TRADE_DTYPE
-from hft_pipeline_tests.ingest.test_dbn_builders import (
+from hft_pipeline_tests.ingest.dbn_builders import (
     dbn_stream,
     make_records,
     session_times,

@@ -12,7 +12,7 @@ import zstandard
 
 from hft_pipeline.ingest.dbn_layout import MBP1_DTYPE, MBP10_DTYPE, TRADE_DTYPE
 from hft_pipeline.ingest.decode import DbnFormatError, iter_record_chunks, read_dbn_header
-from hft_pipeline_tests.ingest.test_dbn_builders import dbn_stream, make_records, session_times
+from hft_pipeline_tests.ingest.dbn_builders import dbn_stream, make_records, session_times
 
 SCHEMA_DTYPES = [("mbp-10", MBP10_DTYPE), ("mbp-1", MBP1_DTYPE), ("trades", TRADE_DTYPE)]
 

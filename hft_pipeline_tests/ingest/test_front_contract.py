@@ -10,7 +10,7 @@ import pytest
 from hft_pipeline.ingest.dbn_layout import TRADE_DTYPE
 from hft_pipeline.ingest.slim import build_slim_day, choose_front_contract, read_slim_metadata
 from hft_pipeline.ingest.slim_schema import META_CONTRACT, META_CONTRACT_VOLUMES
-from hft_pipeline_tests.ingest.test_dbn_builders import (
+from hft_pipeline_tests.ingest.dbn_builders import (
     SESSION,
     es_archive,
     make_records,

@@ -27,7 +27,7 @@ from hft_pipeline.ingest.slim_schema import (
     SLIM_SCHEMA,
 )
 from hft_pipeline.partitions import Session, TradingCalendar
-from hft_pipeline_tests.ingest.test_dbn_builders import (
+from hft_pipeline_tests.ingest.dbn_builders import (
     SESSION,
     dbn_stream,
     es_archive,

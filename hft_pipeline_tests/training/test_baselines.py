@@ -12,15 +12,15 @@ from hft_pipeline.training.baselines import apply_baselines, fit_baselines
 
 
 def sample(classes, n=300, seed=0):
+    """Scaled-looking inputs, a direction that depends on them, and a small return."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 4))
-    direction = np.asarray(classes)[
-        (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
-        if len(classes) == 3
-        else (X[:, 0] > 0).astype(int)
-    ]
+    if len(classes) == 3:
+        index = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+    else:
+        index = (X[:, 0] > 0).astype(int)
     forward_return = 1e-4 * X[:, 2] + 1e-5 * rng.standard_normal(n)
-    return X, direction, forward_return
+    return X, np.asarray(classes)[index], forward_return
 
 
 @pytest.mark.parametrize("classes", [(0, 1, 2), (0, 2)])
