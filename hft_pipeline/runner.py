@@ -7,6 +7,8 @@ exercise: the same runs a user would launch from the UI, recorded in the same in
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,7 +59,7 @@ def materialize_range(
 
     def run(asset: str, partition_key: str | None = None) -> None:
         label = f"{asset}[{partition_key}]" if partition_key else asset
-        echo(f"  materializing {label}")
+        started = time.perf_counter()
         result = dg.materialize(
             assets,
             selection=[asset],
@@ -70,6 +72,11 @@ def materialize_range(
         )
         if not result.success:
             raise RuntimeError(f"{label} failed; see the run in the Dagster UI")
+        elapsed = time.perf_counter() - started
+        seconds_by_asset[asset] += elapsed
+        echo(f"  materialized {label} in {elapsed:.1f} s")
+
+    seconds_by_asset: dict[str, float] = defaultdict(float)
 
     for day in plan.days:
         for symbol in settings.data.symbols:
@@ -82,4 +89,6 @@ def materialize_range(
         run("walk_forward_metrics", date_key(day))
     run("walk_forward_report")
     run("production_model")
+    totals = ", ".join(f"{asset} {seconds:.0f} s" for asset, seconds in seconds_by_asset.items())
+    echo(f"time per asset (all partitions): {totals}")
     return pd.read_parquet(Layout(settings.home).report_file)

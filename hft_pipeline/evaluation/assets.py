@@ -16,6 +16,7 @@ from hft_pipeline.partitions import (
     parse_date_key,
     previous_day_mapping,
 )
+from hft_pipeline.training.assets import trained_window
 
 METRICS_VIEW = "walk_forward"
 
@@ -48,14 +49,10 @@ def build_evaluation_assets(
                 "partition, so no model to score out of sample"
             )
         previous = parse_date_key(keys[position - 1])
-        days = partitions.window_days(previous, window_days)
-        model_dir = layout.window_dir(days[0], previous)
-        if len(days) < window_days or not (model_dir / "model.pt").is_file():
-            raise dg.Failure(
-                f"walk_forward_metrics[{partition_key}]: no model of the window ending {previous} "
-                f"at {model_dir} (materialize roll30_model[{previous}] first)"
-            )
-        return days[0], previous
+        start, _ = trained_window(
+            layout, partitions, previous, window_days, f"walk_forward_metrics[{partition_key}]"
+        )
+        return start, previous
 
     @dg.asset(
         group_name="evaluation",

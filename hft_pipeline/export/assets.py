@@ -9,6 +9,7 @@ from hft_pipeline.config import PipelineSettings
 from hft_pipeline.export.torchscript import export_artifact, verify_artifact
 from hft_pipeline.layout import Layout, atomic_file
 from hft_pipeline.partitions import PipelinePartitions, parse_date_key
+from hft_pipeline.training.assets import trained_window
 
 # TorchScript and eager outputs may differ by float rounding only.
 MAX_EXPORT_DIFFERENCE = 1e-5
@@ -36,14 +37,10 @@ def build_export_assets(
         """The window's model as a TorchScript file plus the scaler, ordered feature list and
         config needed to run it without this project's code."""
         end = parse_date_key(context.partition_key)
-        days = partitions.window_days(end, window_days)
-        window_dir = layout.window_dir(days[0], end)
-        if len(days) < window_days or not (window_dir / "model.pt").is_file():
-            raise dg.Failure(
-                f"inference_artifact[{context.partition_key}]: no trained model at {window_dir} "
-                f"(materialize roll30_model[{context.partition_key}] first)"
-            )
-        artifact_dir = layout.artifact_dir(days[0], end)
+        start, window_dir = trained_window(
+            layout, partitions, end, window_days, f"inference_artifact[{context.partition_key}]"
+        )
+        artifact_dir = layout.artifact_dir(start, end)
         manifest = export_artifact(window_dir, artifact_dir)
         difference = verify_artifact(artifact_dir, window_dir)
         passed = difference <= MAX_EXPORT_DIFFERENCE

@@ -46,6 +46,21 @@ def window_files(layout: Layout, days: list[dt.date], partition_key: str) -> tup
     return features, labels
 
 
+def trained_window(
+    layout: Layout, partitions: PipelinePartitions, end: dt.date, window_days: int, asking: str
+) -> tuple[dt.date, Path]:
+    """(first day, folder) of the trained window ending at `end`, or a Failure naming the
+    roll30_model partition to materialize first."""
+    days = partitions.window_days(end, window_days)
+    window_dir = layout.window_dir(days[0], end)
+    if len(days) < window_days or not (window_dir / "model.pt").is_file():
+        raise dg.Failure(
+            f"{asking}: no trained model of the window ending {end} at {window_dir} "
+            f"(materialize roll30_model[{end}] first)"
+        )
+    return days[0], window_dir
+
+
 def build_training_assets(
     settings: PipelineSettings, partitions: PipelinePartitions
 ) -> list[dg.AssetsDefinition]:
