@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # Dagster flags beta parameters (backfill_policy, multi-partition mappings) on every load.
+    warnings.filterwarnings("ignore", module="dagster")
     try:
         args.handler(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
