@@ -3,11 +3,15 @@
 Steps, all in one in-memory DuckDB connection per call:
 1. ``bars``: regular right-closed bars of every symbol (``bars.py``);
 2. ``bar_inputs``: the bars plus the registry's ``BAR_INPUTS`` (the 1-bar mid log return);
-3. features: every ``FEATURES`` expression over ``bar_inputs`` (look-back windows only);
-4. labels: a separate query looking forward (LEAD and FOLLOWING frames) over ``bar_inputs``.
+3. ``bar_indicators``: the registry's ``INDICATORS``, recursive filters run in numpy over
+   ``bar_inputs`` per symbol (``indicators.py``), handed back to DuckDB as an Arrow table;
+4. features: every ``FEATURES`` expression over ``bar_inputs`` joined with ``bar_indicators``
+   (look-back windows only);
+5. labels: a separate query looking forward (LEAD and FOLLOWING frames) over ``bar_inputs``.
 
-Windows are per symbol within the day, so neither features nor labels cross the session edges:
-features are NULL during the warm-up at the session start, labels over the last H bars.
+Windows and filters are per symbol within the day, so neither features nor labels cross the
+session edges: features are NULL during the warm-up at the session start, labels over the last H
+bars.
 """
 
 from __future__ import annotations
@@ -16,12 +20,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hft_pipeline.config import FeatureSettings
 from hft_pipeline.features.bars import BARS_TABLE, create_bars, read_slim_source
-from hft_pipeline.features.registry import BAR_INPUTS, BAR_WINDOW, BAR_WINDOW_SQL, FEATURES
+from hft_pipeline.features.indicators import per_session
+from hft_pipeline.features.registry import (
+    BAR_INPUTS,
+    BAR_WINDOW,
+    BAR_WINDOW_SQL,
+    FEATURES,
+    INDICATORS,
+)
 from hft_pipeline.features.schema import (
     BAR_INDEX,
     SESSION_DATE,
@@ -44,6 +56,7 @@ FEATURES_SCHEMA = pa.schema(
     [*KEY_FIELDS, *(pa.field(spec.name, pa.float64()) for spec in FEATURES)]
 )
 PARQUET_COMPRESSION = "zstd"
+INDICATORS_TABLE = "bar_indicators"
 
 
 def labels_schema(horizon_bars: int) -> pa.Schema:
@@ -86,6 +99,7 @@ def compute_day(
     with duckdb.connect() as connection:
         create_bars(connection, sources, session, settings.bar_seconds)
         connection.execute(_bar_inputs_sql())
+        connection.register(INDICATORS_TABLE, _indicators_table(connection))
         day = {"session_date": session.day}
         features = connection.sql(_features_sql(), params=day).to_arrow_table()
         labels = connection.sql(
@@ -124,11 +138,33 @@ def _bar_inputs_sql() -> str:
     """
 
 
+def _indicators_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Symbol, bar index and every ``INDICATORS`` column (NULL in warm-up and where an input is
+    NULL), one row per bar of ``bar_inputs``."""
+    names = sorted({name for spec in INDICATORS for name in spec.inputs})
+    inputs_sql = ", ".join(f"{name}::DOUBLE AS {name}" for name in names)
+    bars = connection.sql(
+        f"SELECT {SYMBOL}, {BAR_INDEX}, {inputs_sql} FROM bar_inputs ORDER BY {SYMBOL}, {BAR_INDEX}"
+    ).to_arrow_table()
+    # NULL -> NaN: the numpy filters treat NaN as undefined.
+    columns = {name: bars[name].to_numpy(zero_copy_only=False) for name in names}
+    symbols = bars[SYMBOL].to_numpy(zero_copy_only=False)
+    session_starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
+    indicators = {
+        spec.name: pa.array(
+            per_session(spec.function, [columns[name] for name in spec.inputs], session_starts),
+            from_pandas=True,  # NaN -> NULL
+        )
+        for spec in INDICATORS
+    }
+    return pa.table({SYMBOL: bars[SYMBOL], BAR_INDEX: bars[BAR_INDEX], **indicators})
+
+
 def _features_sql() -> str:
     columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in FEATURES)
     return f"""
         SELECT {_key_columns_sql()}, {columns}
-        FROM bar_inputs
+        FROM bar_inputs JOIN {INDICATORS_TABLE} USING ({SYMBOL}, {BAR_INDEX})
         WINDOW {BAR_WINDOW_SQL}
         ORDER BY {SYMBOL}, {TS}
     """

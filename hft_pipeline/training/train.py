@@ -2,7 +2,8 @@
 
 ``train_window`` reads top to bottom: rows and sequences, the leak-free split, the scaler,
 the loop (AdamW, warm-up then cosine decay, clipping, early stopping), the validation
-metrics and baselines, and finally the files, written atomically.
+metrics and baselines, and finally the files, written atomically. The loop checkpoints every
+epoch (see checkpoint.py), so a killed run started again resumes and ends identically.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ from hft_pipeline.evaluation.metrics import information_coefficient, score_predi
 from hft_pipeline.features.schema import DIRECTION_CLASSES, label_columns
 from hft_pipeline.layout import atomic_directory
 from hft_pipeline.training.baselines import apply_baselines, fit_baselines
+from hft_pipeline.training.checkpoint import (
+    Checkpoint,
+    LoopState,
+    checkpoint_path,
+    run_fingerprint,
+)
 from hft_pipeline.training.dataset import (
     Scaler,
     SequenceTensors,
@@ -88,6 +95,7 @@ def train_window(
     out_dir: Path,
     logger: logging.Logger | None = None,
     loop: LoopConfig = LoopConfig(),
+    on_epoch_end: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Trains the window's multi-task LSTM and writes its folder.
 
@@ -104,11 +112,17 @@ def train_window(
     horizon : int
         Label horizon in bars.
     out_dir : Path
-        The window folder; replaced as a whole once every file is written.
+        The window folder; replaced as a whole once every file is written. The loop's
+        checkpoint lives beside it in ``.<name>.checkpoint.pt`` until then: a run that finds
+        one written for the same settings and data resumes from it; one for other settings
+        or data is ignored with a warning and overwritten.
     logger : logging.Logger, optional
         Receives one line per epoch; defaults to this module's logger.
     loop : LoopConfig, optional
         Warm-up, patience, clipping and evaluation batch size.
+    on_epoch_end : Callable[[int], None], optional
+        Called with the epoch number once the epoch's checkpoint is written (progress
+        reporting; tests raise from it to kill a run at a known point).
 
     Returns
     -------
@@ -137,7 +151,10 @@ def train_window(
     tensors = to_tensors(arrays, scaled, scaler, device)
     weights = class_weights(arrays.direction[split.train_ends])
 
-    # 3. The loop, seeded; the best epoch's weights come back.
+    # 3. The loop, seeded and checkpointed each epoch; the best epoch's weights come back.
+    checkpoint = Checkpoint(
+        checkpoint_path(out_dir), run_fingerprint(arrays, split, settings, loop)
+    )
     config = ModelConfig(
         n_features=len(feature_columns),
         hidden_size=settings.hidden_size,
@@ -149,7 +166,9 @@ def train_window(
     with deterministic(device):
         torch.manual_seed(settings.seed)  # initial weights and dropout masks (CPU and CUDA)
         model = LstmMultitask(config).to(device)
-        history = fit(model, tensors, split, weights, settings, loop, logger)
+        history = fit(
+            model, tensors, split, weights, settings, loop, logger, checkpoint, on_epoch_end
+        )
 
     # 4. Validation metrics of the restored model, and the baselines on the same split.
     metrics = validation_metrics(model, tensors, arrays, split, scaler, weights, settings, loop)
@@ -176,6 +195,7 @@ def train_window(
         write_json(folder / "metrics.json", metrics)
         write_json(folder / "training_history.json", history)
         write_json(folder / "baselines.json", baselines)
+    checkpoint.remove()
     return TrainResult(
         out_dir=Path(out_dir),
         metrics=metrics,
@@ -195,10 +215,16 @@ def fit(
     settings: TrainingSettings,
     loop: LoopConfig,
     logger: logging.Logger,
+    checkpoint: Checkpoint | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Runs the epochs with early stopping; leaves the best epoch's weights in ``model``."""
+    """Runs the epochs with early stopping; leaves the best epoch's weights in ``model``.
+
+    With a ``checkpoint``, starts from its matching file when there is one and writes it
+    after every epoch.
+    """
     device = tensors.windows.device
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(settings.seed)  # draws each epoch's sequences
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
@@ -206,16 +232,16 @@ def fit(
     per_epoch = epoch_size(len(split.train_ends), settings.max_train_sequences)
     total_steps = settings.epochs * math.ceil(per_epoch / settings.batch_size)
     warmup_steps = max(1, int(loop.warmup_fraction * total_steps))
-    history: list[dict[str, float]] = []
-    best_loss, best_state, stale_epochs, step = math.inf, None, 0, 0
-    for epoch in range(1, settings.epochs + 1):
+    state = checkpoint.resume(model, optimizer, rng, logger) if checkpoint else LoopState()
+    while state.epoch < settings.epochs and not state.stopped:
+        epoch = state.epoch + 1
         epoch_started = time.perf_counter()
         order = torch.from_numpy(epoch_sequences(split.train_ends, per_epoch, rng)).to(device)
         model.train()
         running = torch.zeros((), device=device)
         for first in range(0, len(order), settings.batch_size):
             lr = learning_rate_at(
-                step, total_steps, warmup_steps, settings.learning_rate, loop.min_lr_fraction
+                state.step, total_steps, warmup_steps, settings.learning_rate, loop.min_lr_fraction
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -233,11 +259,11 @@ def fit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
             optimizer.step()
             running += loss.detach() * len(x)
-            step += 1
+            state.step += 1
         train_loss = float(running) / len(order)
         train_seconds = time.perf_counter() - epoch_started
         validation = evaluate_loss(model, tensors, split.val_ends, weight_tensor, settings, loop)
-        history.append(
+        state.history.append(
             {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -254,20 +280,25 @@ def fit(
         logger.info(
             "epoch %d/%d train loss %.4f val loss %.4f lr %.2e %.0f seq/s %.1f s",
             epoch, settings.epochs, train_loss, validation["loss"], lr,
-            len(order) / train_seconds, history[-1]["seconds"],
+            len(order) / train_seconds, state.history[-1]["seconds"],
         )  # fmt: skip
-        if validation["loss"] < best_loss:
-            best_loss, stale_epochs = validation["loss"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if validation["loss"] < state.best_loss:
+            state.best_loss, state.stale_epochs = validation["loss"], 0
+            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
-            stale_epochs += 1
-            if stale_epochs >= loop.patience:
-                logger.info("early stop: no lower validation loss for %d epochs", stale_epochs)
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            state.stale_epochs += 1
+            state.stopped = state.stale_epochs >= loop.patience
+            if state.stopped:
+                logger.info("early stop: no lower validation loss for %d epochs", loop.patience)
+        state.epoch = epoch
+        if checkpoint is not None:
+            checkpoint.save(state, model, optimizer, rng)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
     model.eval()
-    return history
+    return state.history
 
 
 def learning_rate_at(

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from hft_pipeline.config import FeatureSettings
 from hft_pipeline.features.compute import compute_day
-from hft_pipeline.features.registry import FEATURE_NAMES, FEATURES, MODEL_FEATURES
+from hft_pipeline.features.registry import (
+    FEATURE_NAMES,
+    FEATURES,
+    MAX_LOOKBACK_BARS,
+    MODEL_FEATURES,
+)
 from hft_pipeline.features.schema import KEY_COLUMNS, label_columns
 from hft_pipeline.partitions import Session
 from hft_pipeline_tests.features.slim_builders import (
@@ -35,7 +40,7 @@ def test_registry_model_features_exclude_raw_price_levels():
 def test_registry_lookback_bars_is_the_warm_up_of_each_feature(tmp_path):
     # One-second bars, each with a book update, a buy and a sell: nothing is undefined except
     # the warm-up, which must last exactly lookback_bars bars.
-    bars = 90
+    bars = MAX_LOOKBACK_BARS + 30
     session = Session(DAY, OPEN_NS, OPEN_NS + bars * NS)
     rows = []
     for bar in range(bars):
