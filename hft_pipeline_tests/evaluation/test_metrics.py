@@ -24,19 +24,13 @@ from hft_pipeline.evaluation.metrics import (
 from hft_pipeline.training.baselines import apply_baselines
 from hft_pipeline.training.dataset import Scaler, build_window_arrays, predict_sequences, to_tensors
 from hft_pipeline.training.model import load_model
-from hft_pipeline.training.train import train_window
-from hft_pipeline_tests.training.synthetic import make_window, tiny_settings
+from hft_pipeline_tests.training.synthetic import make_window, train_tiny_window
 
 
 @pytest.fixture(scope="module")
 def window_dir(tmp_path_factory):
-    data = make_window(days=3, bars=150)
     out_dir = tmp_path_factory.mktemp("fit") / "20240102_20240104"
-    train_window(
-        data.features, data.labels, data.feature_columns, tiny_settings(epochs=3),
-        data.horizon, out_dir,
-    )  # fmt: skip
-    return out_dir
+    return train_tiny_window(out_dir, bars=150, epochs=3)
 
 
 @pytest.fixture(scope="module")

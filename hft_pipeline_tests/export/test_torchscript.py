@@ -17,17 +17,13 @@ from hft_pipeline.export.torchscript import (
 )
 from hft_pipeline.training.dataset import Scaler, build_window_arrays, predict_sequences, to_tensors
 from hft_pipeline.training.model import load_model
-from hft_pipeline.training.train import train_window
-from hft_pipeline_tests.training.synthetic import make_window, tiny_settings
+from hft_pipeline_tests.training.synthetic import make_window, train_tiny_window
 
 
 @pytest.fixture(scope="module")
 def window_dir(tmp_path_factory):
-    data = make_window(days=3, bars=120)
     out_dir = tmp_path_factory.mktemp("fit") / "20240102_20240104"
-    settings = tiny_settings(epochs=2, num_layers=2, dropout=0.1)
-    train_window(data.features, data.labels, data.feature_columns, settings, data.horizon, out_dir)
-    return out_dir
+    return train_tiny_window(out_dir, bars=120, epochs=2, num_layers=2, dropout=0.1)
 
 
 @pytest.fixture(scope="module")

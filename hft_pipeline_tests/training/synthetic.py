@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hft_pipeline.config import TrainingSettings
 from hft_pipeline.features.schema import label_columns
+from hft_pipeline.training.train import train_window
 
 BAR_NS = 5_000_000_000  # 5 s bars
 SESSION_OPEN_NS = 14 * 3600 * 1_000_000_000 + 30 * 60 * 1_000_000_000  # 14:30 UTC
@@ -118,3 +120,13 @@ def tiny_settings(**overrides) -> TrainingSettings:
     )
     values.update(overrides)
     return TrainingSettings(**values)
+
+
+def train_tiny_window(out_dir: Path, bars: int, **settings) -> Path:
+    """Trains a 3-day synthetic window into ``out_dir`` (the fixture of the scoring tests)."""
+    data = make_window(days=3, bars=bars)
+    train_window(
+        data.features, data.labels, data.feature_columns, tiny_settings(**settings),
+        data.horizon, out_dir,
+    )  # fmt: skip
+    return out_dir
