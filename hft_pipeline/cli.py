@@ -123,6 +123,24 @@ def run_command(args: argparse.Namespace) -> None:
     _print_results(settings, summary)
 
 
+def features_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.features.compute import compute_day, write_day
+    from hft_pipeline.ingest.slim import read_slim_metadata
+    from hft_pipeline.ingest.slim_schema import META_SYMBOL, META_TRADING_DAY
+    from hft_pipeline.partitions import TradingCalendar
+
+    settings = PipelineSettings.load()
+    metadata = read_slim_metadata(args.slim)
+    if META_TRADING_DAY not in metadata or META_SYMBOL not in metadata:
+        raise ValueError(f"{args.slim} has no SLIM metadata (trading day, symbol): not a SLIM file")
+    day = dt.date.fromisoformat(metadata[META_TRADING_DAY])
+    session = TradingCalendar(settings.data.calendar).session(day)
+    features, labels = compute_day({metadata[META_SYMBOL]: args.slim}, session, settings.features)
+    labels_path = args.out.with_name(f"labels_{args.out.name}")
+    write_day(features, labels, args.out, labels_path)
+    print(f"{features.num_rows} bars x {features.num_columns} columns -> {args.out}, {labels_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hft-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--window", type=int, help="trading days per window (default: settings)")
     run.add_argument("--symbols", type=_symbols, help="root symbols, e.g. ES,ZN")
     run.set_defaults(handler=run_command)
+
+    features = commands.add_parser("features", help="one SLIM file's features, outside Dagster")
+    features.add_argument("slim", type=Path, help="a live_<yyyymmdd>_<SYM>_SLIM.parquet file")
+    features.add_argument("--out", type=Path, required=True, help="features parquet to write")
+    features.set_defaults(handler=features_command)
     return parser
 
 

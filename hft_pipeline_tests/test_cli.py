@@ -1,5 +1,8 @@
+import datetime as dt
 import re
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from hft_pipeline.cli import main
@@ -62,3 +65,34 @@ def test_run_with_too_short_range_names_the_problem(tmp_path, capsys, monkeypatc
 
     assert stopped.value.code == 2
     assert "holds 3 trading days" in capsys.readouterr().err
+
+
+def test_features_command_computes_one_slim_file(tmp_path, capsys, monkeypatch):
+    from hft_pipeline.ingest.slim import build_slim_day
+    from hft_pipeline.partitions import TradingCalendar
+    from hft_pipeline.simulate import simulate_bucket
+
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    monkeypatch.setenv("HFT_CONFIG", "/dev/null")
+    day = dt.date(2024, 1, 3)
+    archives = simulate_bucket(tmp_path / "bucket", day, day, ["ES"], events_per_second=0.2)
+    slim = build_slim_day(
+        archives, TradingCalendar("CME_Equity").session(day), "ES", tmp_path / "slim.parquet"
+    ).path
+
+    main(["features", str(slim), "--out", str(tmp_path / "f.parquet")])
+
+    features = pq.read_table(tmp_path / "f.parquet")
+    labels = pq.read_table(tmp_path / "labels_f.parquet")
+    assert features.num_rows == labels.num_rows == 16_560  # 23 h of 5 s bars
+    assert "bars x" in capsys.readouterr().out
+
+
+def test_features_command_refuses_a_file_that_is_not_slim(tmp_path, capsys):
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1]}), other)
+
+    with pytest.raises(SystemExit):
+        main(["features", str(other), "--out", str(tmp_path / "f.parquet")])
+
+    assert "not a SLIM file" in capsys.readouterr().err
