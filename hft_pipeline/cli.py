@@ -141,6 +141,30 @@ def features_command(args: argparse.Namespace) -> None:
     print(f"{features.num_rows} bars x {features.num_columns} columns -> {args.out}, {labels_path}")
 
 
+def ingest_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.ingest.tools import ingest_archives
+
+    summaries = ingest_archives(args.archives, args.out, args.symbol, args.calendar)
+    for summary in summaries:
+        flag = "  (partial session)" if summary.partial else ""
+        print(f"{summary.path}  {summary.rows} rows{flag}")
+
+
+def r2_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.ingest import r2_tools
+
+    url = args.url or PipelineSettings.load().raw_url
+    if args.action == "ls":
+        for stored in r2_tools.list_remote(url, args.prefix):
+            print(f"{stored.last_modified:%Y-%m-%d %H:%M:%S}  {stored.size:>14,}  {stored.key}")
+    elif args.action == "download":
+        paths = r2_tools.download(url, args.prefix, args.dest, workers=args.workers)
+        print(f"{len(paths)} file(s) under {args.dest}")
+    else:
+        keys = r2_tools.upload(url, args.files, args.prefix, workers=args.workers)
+        print("\n".join(keys))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hft-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("slim", type=Path, help="a live_<yyyymmdd>_<SYM>_SLIM.parquet file")
     features.add_argument("--out", type=Path, required=True, help="features parquet to write")
     features.set_defaults(handler=features_command)
+
+    ingest = commands.add_parser("ingest", help="raw archives -> SLIM files, outside Dagster")
+    ingest.add_argument("archives", type=Path, nargs="+", help="Databento-style ZIP archives")
+    ingest.add_argument("--out", type=Path, required=True, help="folder for the SLIM files")
+    ingest.add_argument("--symbol", type=_symbols, help="root symbol(s), e.g. ES (default: all)")
+    ingest.add_argument("--calendar", default="CME_Equity")
+    ingest.set_defaults(handler=ingest_command)
+
+    r2 = commands.add_parser("r2", help="list, download or upload bucket objects")
+    r2.add_argument("action", choices=["ls", "download", "upload"])
+    r2.add_argument("--url", help="s3://bucket[/prefix] or file:///path (default: HFT_RAW_URL)")
+    r2.add_argument("--prefix", default="", help="key prefix (ls/download) or target (upload)")
+    r2.add_argument("--dest", type=Path, default=Path("."), help="download folder")
+    r2.add_argument("--workers", type=int, default=4, help="files transferred at once")
+    r2.add_argument("files", type=Path, nargs="*", help="files to upload")
+    r2.set_defaults(handler=r2_command)
     return parser
 
 
@@ -186,6 +226,6 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", module="dagster")
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"hft-pipeline {args.command}: {error}", file=sys.stderr)
         raise SystemExit(2) from error

@@ -96,3 +96,38 @@ def test_features_command_refuses_a_file_that_is_not_slim(tmp_path, capsys):
         main(["features", str(other), "--out", str(tmp_path / "f.parquet")])
 
     assert "not a SLIM file" in capsys.readouterr().err
+
+
+def test_ingest_and_r2_commands_round_trip_a_simulated_bucket(s3_bucket, tmp_path, capsys):
+    from hft_pipeline.simulate import simulate_bucket
+    from hft_pipeline_tests.conftest import upload_folder
+
+    client, bucket = s3_bucket
+    day = dt.date(2024, 1, 9)
+    simulate_bucket(tmp_path / "bucket", day, day, ["ES"], events_per_second=0.05)
+    upload_folder(client, bucket, tmp_path / "bucket")
+
+    main(["r2", "ls", "--url", f"s3://{bucket}", "--prefix", "raw/"])
+    listing = capsys.readouterr().out
+    main(
+        [
+            "r2",
+            "download",
+            "--url",
+            f"s3://{bucket}",
+            "--prefix",
+            "raw/",
+            "--dest",
+            str(tmp_path / "copy"),
+        ]
+    )
+    archives = sorted((tmp_path / "copy").rglob("*.zip"))
+    main(["ingest", *map(str, archives), "--out", str(tmp_path / "slim"), "--symbol", "ES"])
+    ingested = capsys.readouterr().out
+
+    assert listing.count("raw/2024/") == 2  # the evening before, and the day itself
+    assert len(archives) == 2
+    assert "live_20240109_ES_SLIM.parquet" in ingested
+    with pytest.raises(SystemExit):
+        main(["r2", "upload", "--url", f"s3://{bucket}", "--prefix", "raw/x", str(archives[0])])
+    assert "raw/" in capsys.readouterr().err
