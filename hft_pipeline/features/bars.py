@@ -19,6 +19,17 @@ and ``bid_sz_LL``/``ask_sz_LL`` (int64) for LL < book_levels, ``mid`` (close of 
 ``mid_open``/``mid_high``/``mid_low`` (over the bar's book events; the carried mid when there are
 none), ``vwap`` (NULL without trades), ``trade_count``, ``volume``, ``buy_volume``,
 ``sell_volume`` (aggressor B / A; 0 without trades).
+
+Order-flow inputs (Cont, Kukanov & Stoikov 2014, multi-level as Xu, Cont et al.): for each book
+event e and level m, against the previous book event of the symbol in the session (by ``ts_recv``,
+file order on ties), ``e_m = 1{Pb >= Pb'} qb - 1{Pb <= Pb'} qb' - 1{Pa <= Pa'} qa +
+1{Pa >= Pa'} qa'`` (primes: previous event). ``e_m`` is NULL for the session's first book event
+and when level m is empty on either side in either state; sums skip NULL terms.
+``ofi_flow_1`` = sum over the bar's book events of e_1 (lots), ``ofi_flow_multi`` = the same
+summed over levels 1..OFI_LEVELS (0 when the bar has no defined term), ``ofi_depth_1`` = mean
+over the bar's book events of (qb_1 + qa_1) / 2 and ``ofi_depth_multi`` = mean over them of
+sum_{m<=OFI_LEVELS} (qb_m + qa_m) / (2 OFI_LEVELS), empty levels as 0; both NULL in a bar
+without book events.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hft_pipeline.features.quality import bars_per_session
-from hft_pipeline.features.registry import BOOK_DEPTH
+from hft_pipeline.features.registry import BOOK_DEPTH, OFI_LEVELS
 from hft_pipeline.ingest.slim_schema import (
     BOOK_LEVELS,
     META_SYMBOL,
@@ -135,6 +146,7 @@ def create_bars(
         _pick(parameters, "path", "symbol", "open", "close", "interval"),
     )
     connection.execute(_bar_activity_sql())
+    connection.execute(_book_flow_sql(min(OFI_LEVELS, book_levels)))
     connection.execute(
         _bars_sql(len(sources), book_levels),
         _pick(parameters, "symbol", "tick", "open", "close", "interval", "bar_count"),
@@ -253,6 +265,57 @@ def _bar_activity_sql() -> str:
     """
 
 
+def _order_flow_term(level: int) -> str:
+    """e_m of one book event at ``level`` against the previous book event (``prev_`` columns of
+    ``lagged`` in :func:`_book_flow_sql`); see the module docstring."""
+    bid_px, bid_sz = f"bid_px_{level:02d}", f"bid_sz_{level:02d}"
+    ask_px, ask_sz = f"ask_px_{level:02d}", f"ask_sz_{level:02d}"
+    defined = " AND ".join(
+        f"{column} IS NOT NULL" for column in (bid_px, ask_px, f"prev_{bid_px}", f"prev_{ask_px}")
+    )
+    return (
+        f"CASE WHEN {defined} THEN"
+        f" (CASE WHEN {bid_px} >= prev_{bid_px} THEN {bid_sz} ELSE 0 END)"
+        f" - (CASE WHEN {bid_px} <= prev_{bid_px} THEN prev_{bid_sz} ELSE 0 END)"
+        f" - (CASE WHEN {ask_px} <= prev_{ask_px} THEN {ask_sz} ELSE 0 END)"
+        f" + (CASE WHEN {ask_px} >= prev_{ask_px} THEN prev_{ask_sz} ELSE 0 END) END"
+    )
+
+
+def _book_flow_sql(levels: int) -> str:
+    """Order-flow imbalance sums and average depths of each bar with book events."""
+    fields = [column for pair in _book_fields(levels) for column in pair]
+    lags = ", ".join(f"lag({column}) OVER book_events AS prev_{column}" for column in fields)
+    terms = ", ".join(f"{_order_flow_term(level)} AS ofi_{level}" for level in range(levels))
+    multi = " + ".join(f"coalesce(sum(ofi_{level}), 0)" for level in range(levels))
+    depth = " + ".join(
+        f"coalesce(bid_sz_{level:02d}, 0) + coalesce(ask_sz_{level:02d}, 0)"
+        for level in range(levels)
+    )
+    return f"""
+        CREATE OR REPLACE TEMP TABLE bar_book_flow AS
+        WITH lagged AS (
+            SELECT symbol, bar_index, {", ".join(fields)}, {lags}
+            FROM bar_events
+            WHERE is_book
+            WINDOW book_events AS (PARTITION BY symbol ORDER BY event_order)
+        ), terms AS (
+            SELECT symbol, bar_index, {terms}, {depth} AS depth_multi,
+                coalesce(bid_sz_00, 0) + coalesce(ask_sz_00, 0) AS depth_1
+            FROM lagged
+        )
+        SELECT
+            symbol,
+            bar_index,
+            coalesce(sum(ofi_0), 0)::DOUBLE AS ofi_flow_1,
+            ({multi})::DOUBLE AS ofi_flow_multi,
+            avg(depth_1) / 2 AS ofi_depth_1,
+            avg(depth_multi) / {2 * levels} AS ofi_depth_multi
+        FROM terms
+        GROUP BY symbol, bar_index
+    """
+
+
 def _bars_sql(source_count: int, book_levels: int) -> str:
     """The regular grid of every symbol with the book carried forward."""
     symbols = ", ".join(f"($symbol_{i}, $tick_{i})" for i in range(source_count))
@@ -297,8 +360,14 @@ def _bars_sql(source_count: int, book_levels: int) -> str:
             coalesce(grid.mid_high, event.mid) AS mid_high,
             coalesce(grid.mid_low, event.mid) AS mid_low,
             grid.vwap,
-            {counts}
+            {counts},
+            coalesce(flow.ofi_flow_1, 0) AS ofi_flow_1,
+            coalesce(flow.ofi_flow_multi, 0) AS ofi_flow_multi,
+            flow.ofi_depth_1,
+            flow.ofi_depth_multi
         FROM stamped AS grid
         LEFT JOIN bar_events AS event
             ON event.symbol = grid.symbol AND event.event_order = grid.book_event
+        LEFT JOIN bar_book_flow AS flow
+            ON flow.symbol = grid.symbol AND flow.bar_index = grid.bar_index
     """

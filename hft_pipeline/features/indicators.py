@@ -154,3 +154,42 @@ def rolling_std(close: np.ndarray, window: int) -> np.ndarray:
         deviations = windows - windows.mean(axis=1, keepdims=True)
         result[window - 1 :] = np.sqrt((deviations * deviations).mean(axis=1))
     return result
+
+
+def vpin(
+    buy_volume: np.ndarray,
+    sell_volume: np.ndarray,
+    buckets: int,
+    size_bars: int,
+    bucket_share: float,
+) -> np.ndarray:
+    """Volume-synchronized probability of informed trading over equal-volume buckets.
+
+    At bar t the bucket size is ``V[t] = bucket_share * sum(buy + sell over bars t-size_bars..
+    t-1)`` (lots, known before bar t). The last ``buckets`` buckets of size V[t] are laid back from
+    bar t's close over the session's classified volume (buy + sell), a bar's volume split across
+    buckets pro rata with its buy share held constant inside the bar. Then
+    ``VPIN[t] = mean_k |B_k - S_k| / V[t]``, in [0, 1]. NaN over the first ``size_bars`` bars,
+    where V[t] = 0, or where the session so far holds less than ``buckets * V[t]`` lots (never
+    once ``buckets * bucket_share <= 1``: bars t-size_bars..t-1 hold V[t] / bucket_share lots).
+    """
+    volume = buy_volume + sell_volume
+    cumulative_volume = np.concatenate(([0.0], np.cumsum(volume)))  # (bars + 1,), at bar closes
+    cumulative_buy = np.concatenate(([0.0], np.cumsum(buy_volume)))
+    result = np.full(volume.size, np.nan)
+    if volume.size <= size_bars:
+        return result
+    # Bars without volume add no point: the volume clock stands still through them.
+    moves = np.r_[True, volume > 0]
+    clock, buys = cumulative_volume[moves], cumulative_buy[moves]
+    ends = cumulative_volume[size_bars + 1 :]  # (bars - size_bars,): close of bars size_bars..
+    size = bucket_share * (cumulative_volume[size_bars:-1] - cumulative_volume[: -size_bars - 1])
+    # Bucket edges back from each close: (bars - size_bars, buckets + 1), latest edge first.
+    edges = ends[:, None] - size[:, None] * np.arange(buckets + 1)
+    buy_at_edges = np.interp(edges, clock, buys)
+    bucket_buys = buy_at_edges[:, :-1] - buy_at_edges[:, 1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.abs(2.0 * bucket_buys - size[:, None]).mean(axis=1) / size
+    value[(size <= 0) | (edges[:, -1] < 0)] = np.nan
+    result[size_bars:] = value
+    return result

@@ -1,7 +1,9 @@
 """The feature registry: every feature's name, formula, look-back, unit and DuckDB expression.
 
 One source of truth for the feature computation (``compute.py``) and for the training, export
-and streaming code, which read ``FEATURES`` and ``MODEL_FEATURES``.
+and streaming code, which read ``FEATURES`` and ``MODEL_FEATURES``. The spec type and SQL helpers
+live in ``families/base.py``; the book and flow family (depth, order-flow imbalance, trade
+intensity, VPIN, Kyle's lambda, Amihud) in ``families/flow.py``; this module assembles them.
 
 Each ``FeatureSpec.sql`` is a DuckDB expression evaluated once per bar over the relation
 ``bar_inputs``: the bar columns of ``bars.py`` (``mid``, ``bid_px_00``.., ``ask_sz_00``..,
@@ -23,99 +25,47 @@ Undefined values are NULL, never 0: warm-up (fewer bars than the look-back), an 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 
 from hft_pipeline.features import indicators
+from hft_pipeline.features.families.base import (
+    BAR_WINDOW,
+    BAR_WINDOW_SQL,
+    BOOK_DEPTH,
+    OFI_LEVELS,
+    FeatureSpec,
+    IndicatorSpec,
+)
+from hft_pipeline.features.families.base import imbalance as _imbalance
+from hft_pipeline.features.families.base import log_ratio as _log_ratio
+from hft_pipeline.features.families.base import rolling as _rolling
+from hft_pipeline.features.families.flow import (
+    FLOW_BAR_INPUTS,
+    FLOW_FEATURES,
+    FLOW_INDICATORS,
+)
 
-# One symbol's bars of one session in time order; compute.py declares it in every query.
-BAR_WINDOW = "bar_window"
-BAR_WINDOW_SQL = f"{BAR_WINDOW} AS (PARTITION BY symbol ORDER BY bar_index)"
-
-# Book levels (per side) that the features read; bars.py keeps this many levels.
-BOOK_DEPTH = 5
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """One feature column: float64, one value per bar.
-
-    Attributes
-    ----------
-    name : str
-        Column name in the features table.
-    formula : str
-        The definition in plain notation, for people (``sql`` is what runs).
-    lookback_bars : int
-        Bars before bar t that the value reads (0: bar t only). The first ``lookback_bars``
-        bars of a session are NULL (warm-up).
-    unit : str
-        Unit of the value (ticks, log return, ratio, ...).
-    description : str
-        What the value measures, one line.
-    sql : str
-        DuckDB expression over ``bar_inputs`` (see the module docstring).
-    model_input : bool
-        Whether models take it as an input; raw price levels are not (they are not scale-free).
-    """
-
-    name: str
-    formula: str
-    lookback_bars: int
-    unit: str
-    description: str
-    sql: str
-    model_input: bool = True
-
-
-def _rolling(aggregate: str, window_bars: int) -> str:
-    """``aggregate`` over bars t-window_bars+1..t of the same symbol and session."""
-    return (
-        f"{aggregate} OVER ({BAR_WINDOW} ROWS BETWEEN {window_bars - 1} PRECEDING AND CURRENT ROW)"
-    )
-
-
-def _log_ratio(numerator: str, denominator: str) -> str:
-    # ln of a non-positive price is undefined (NaN / -inf in DuckDB): NULL instead.
-    return (
-        f"CASE WHEN ({numerator}) > 0 AND ({denominator}) > 0 "
-        f"THEN ln(({numerator}) / ({denominator})) END"
-    )
-
-
-def _imbalance(first: str, second: str) -> str:
-    """(first - second) / (first + second), NULL when the sum is 0 or NULL."""
-    return f"(({first}) - ({second})) / nullif(({first}) + ({second}), 0)"
-
+__all__ = [
+    "BAR_INPUTS",
+    "BAR_WINDOW",
+    "BAR_WINDOW_SQL",
+    "BOOK_DEPTH",
+    "FEATURES",
+    "FEATURE_NAMES",
+    "INDICATORS",
+    "MAX_LOOKBACK_BARS",
+    "MODEL_FEATURES",
+    "OFI_LEVELS",
+    "FeatureSpec",
+    "IndicatorSpec",
+]
 
 # Per-bar inputs derived from the bars (name, DuckDB expression), computed before FEATURES so
 # that window aggregates can read them (window functions do not nest).
 BAR_INPUTS: tuple[tuple[str, str], ...] = (
     ("mid_log_return", _log_ratio("mid", f"lag(mid) OVER {BAR_WINDOW}")),
+    *FLOW_BAR_INPUTS,
 )
-
-
-@dataclass(frozen=True)
-class IndicatorSpec:
-    """One per-bar indicator column computed in numpy, for the FEATURES expressions to read.
-
-    ``indicators.per_session`` runs ``function`` over each session's bars whose ``inputs`` are
-    all defined: a bar with a NULL input is NULL and does not advance the filter. Values in the
-    warm-up are NULL. The FeatureSpec that exposes the indicator documents it.
-
-    Attributes
-    ----------
-    name : str
-        Column name, readable by ``FeatureSpec.sql``.
-    inputs : tuple[str, ...]
-        ``bar_inputs`` columns passed to ``function``, in order.
-    function : indicators.Indicator
-        An ``indicators`` function with its window arguments bound.
-    """
-
-    name: str
-    inputs: tuple[str, ...]
-    function: indicators.Indicator
 
 
 EMA_SPANS = (9, 21, 50, 200)
@@ -150,6 +100,7 @@ INDICATORS: tuple[IndicatorSpec, ...] = (
         ("mid_high", "mid_low", "mid"),
         partial(indicators.average_true_range, window=ATR_WINDOW),
     ),
+    *FLOW_INDICATORS,
 )
 
 
@@ -404,8 +355,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
         description="size-weighted microprice minus mid at the bar close",
         sql=f"({_MICROPRICE} - mid) / tick_size",
     ),
-    _book_imbalance(1),
-    _book_imbalance(BOOK_DEPTH),
+    *(_book_imbalance(levels) for levels in sorted({1, 3, 5, BOOK_DEPTH})),
     *(trade_imbalance(bars) for bars in (1, 6)),
     FeatureSpec(
         name="log_trade_count",
@@ -440,6 +390,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
         sql="cos(2 * pi() * session_fraction)",
     ),
     *TECHNICAL_FEATURES,
+    *FLOW_FEATURES,
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)

@@ -1,0 +1,1 @@
+"""Feature families of the registry, one module per family."""
