@@ -20,7 +20,7 @@ from hft_pipeline.ingest.raw_keys import (
     archives_fingerprint,
     session_archives,
 )
-from hft_pipeline.partitions import PipelinePartitions, date_key, multi_key
+from hft_pipeline.partitions import PipelinePartitions, date_key, multi_key, split_multi_key
 from hft_pipeline.resources import RawStoreResource, StoredObject
 
 # The day's chain after SLIM (DESIGN.md section 1), all partitioned by trading day.
@@ -184,12 +184,12 @@ def build_automation(
             cursor=context.cursor,
             ascending=True,
         )
-        landed_days = {str(record.partition_key).split("|")[0] for record in result.records}
+        landed_days = {split_multi_key(record.partition_key)[0] for record in result.records}
         materialized = context.instance.get_materialized_partitions(dg.AssetKey("slim_parquet"))
         complete = sorted(
-            day
+            date_key(day)
             for day in landed_days
-            if all(f"{day}|{symbol}" in materialized for symbol in symbols)
+            if all(multi_key(day, symbol) in materialized for symbol in symbols)
         )
         newest = max((record.storage_id for record in result.records), default=0)
         return dg.SensorResult(

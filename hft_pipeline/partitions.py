@@ -213,6 +213,12 @@ def multi_key(day: dt.date, symbol: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({DATE_DIMENSION: date_key(day), SYMBOL_DIMENSION: symbol})
 
 
+def split_multi_key(key: str | dg.MultiPartitionKey) -> tuple[dt.date, str]:
+    """``"2024-01-02|ES"`` -> (date, symbol): Dagster joins dimensions in name order."""
+    date_part, symbol = str(key).split("|")
+    return parse_date_key(date_part), symbol
+
+
 @dataclass(frozen=True)
 class PipelinePartitions:
     """The partition definitions of one code location, built once from the settings."""

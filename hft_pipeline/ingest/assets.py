@@ -24,14 +24,9 @@ from hft_pipeline.partitions import (
     PipelinePartitions,
     parse_date_key,
     session_archives_mapping,
+    split_multi_key,
 )
 from hft_pipeline.resources import RawStoreResource
-
-
-def day_and_symbol(partition_key: str | dg.MultiPartitionKey) -> tuple[dt.date, str]:
-    # Keys join dimensions in alphabetical order of their names: "<date>|<symbol>".
-    date_part, symbol = str(partition_key).split("|")
-    return parse_date_key(date_part), symbol
 
 
 def archive_metadata(archives: list[RawArchive]) -> dict[str, dg.MetadataValue]:
@@ -50,6 +45,7 @@ def build_ingest_assets(
     layout = Layout(settings.home)
     parser = RawKeyParser(settings.data.raw_key_pattern, settings.data.raw_day_prefix)
     calendar = partitions.calendar
+    partitions_start = parse_date_key(partitions.trading_days.get_first_partition_key())
 
     @dg.asset(group_name="ingest", partitions_def=partitions.raw, kinds={"s3"})
     def raw_archive(
@@ -57,7 +53,7 @@ def build_ingest_assets(
     ) -> dg.MaterializeResult:
         """Vendor archives (Databento ZIPs) of one UTC day and symbol as they sit in the bucket:
         observed (key, size, ETag), never copied."""
-        utc_day, symbol = day_and_symbol(context.partition_key)
+        utc_day, symbol = split_multi_key(context.partition_key)
         listed = list_day_archives(raw_store.get_store(), parser, utc_day)
         return dg.MaterializeResult(metadata=archive_metadata(archives_of(listed, utc_day, symbol)))
 
@@ -69,8 +65,6 @@ def build_ingest_assets(
         if not previous.is_file():
             return None
         return json.loads(read_slim_metadata(previous).get(META_CONTRACT_VOLUMES, "{}")) or None
-
-    partitions_start = parse_date_key(partitions.trading_days.get_first_partition_key())
 
     @dg.asset(
         group_name="ingest",
@@ -88,7 +82,7 @@ def build_ingest_assets(
     ) -> dg.MaterializeResult:
         """One root symbol's trading session of book updates and trades, in arrival order
         (SLIM schema), gathered from every raw archive whose UTC day overlaps the session."""
-        day, symbol = day_and_symbol(context.partition_key)
+        day, symbol = split_multi_key(context.partition_key)
         session = calendar.session(day)
         store = raw_store.get_store()
         archives, missing_days = session_archives(
