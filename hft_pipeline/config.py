@@ -46,6 +46,22 @@ class DataSettings:
     raw_day_prefix: str = "raw/{yyyy}/{yyyymmdd}/"
     # Also copy each SLIM file to <bucket>/slim/... (raw/ itself is never written).
     upload_slim: bool = False
+    # "eth": the whole electronic session (CME: 17:00 CT the day before to 16:00 CT);
+    # "rth": regular trading hours only (rth_open..rth_close, exchange local time).
+    trading_hours: str = "eth"
+    rth_open: str = "08:30"
+    rth_close: str = "15:00"
+    # How a root symbol's contract is chosen per day: "previous_day_volume" (the most traded
+    # contract on the previous trading day, never the same day's) or "nearest_expiry".
+    front_contract_rule: str = "previous_day_volume"
+    # Bound on the ingest's working memory (decoded chunks, sort buffers), whatever the size.
+    ingest_memory_mb: int = 512
+    # Zip-bomb caps: total uncompressed bytes of an archive, and uncompressed/compressed ratio
+    # of any member (ZIP deflate or the zstd stream inside a .dbn.zst).
+    archive_max_uncompressed_gb: float = 200.0
+    archive_max_compression_ratio: float = 200.0
+    # A gap between consecutive records longer than this inside a session fails a SLIM check.
+    max_gap_seconds: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,9 +200,16 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
                 raise ValueError(f"setting {name} needs a date (YYYY-MM-DD)")
             return None
         return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-    if hint == tuple[str, ...]:
+    if hint in (tuple[str, ...], tuple[int, ...]):
         items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(item.strip().upper() for item in items if item.strip())
+        texts = [str(item).strip() for item in items if str(item).strip()]
+        if hint == tuple[int, ...]:
+            try:
+                return tuple(int(text) for text in texts)
+            except ValueError as error:
+                raise ValueError(f"setting {name}={value!r} needs integers") from error
+        # Symbols are upper case by convention (ES, ZN); other lists keep their case.
+        return tuple(text.upper() if name.endswith("symbols") else text for text in texts)
     if hint is bool:
         return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
     try:

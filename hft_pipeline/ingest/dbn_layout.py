@@ -58,6 +58,34 @@ TRADE_DTYPE = np.dtype(_MBP_COMMON_FIELDS)  # 48 bytes
 MBP1_DTYPE = np.dtype([*_MBP_COMMON_FIELDS, ("levels", BID_ASK_PAIR, (1,))])  # 80 bytes
 MBP10_DTYPE = np.dtype([*_MBP_COMMON_FIELDS, ("levels", BID_ASK_PAIR, (10,))])  # 368 bytes
 
+# OHLCV bars: ts_event is the bar's open; no ts_recv (a bar is known at its close).
+OHLCV_DTYPE = np.dtype(
+    [
+        *RECORD_HEADER_FIELDS,
+        ("open", "<i8"),
+        ("high", "<i8"),
+        ("low", "<i8"),
+        ("close", "<i8"),
+        ("volume", "<u8"),
+    ]
+)  # 56 bytes
+# Market-by-order: one order event each; replayed into a book to give MBP-10 rows.
+MBO_DTYPE = np.dtype(
+    [
+        *RECORD_HEADER_FIELDS,
+        ("order_id", "<u8"),
+        ("price", "<i8"),
+        ("size", "<u4"),
+        ("flags", "u1"),
+        ("channel_id", "u1"),
+        ("action", "S1"),
+        ("side", "S1"),
+        ("ts_recv", "<u8"),
+        ("ts_in_delta", "<i4"),
+        ("sequence", "<u4"),
+    ]
+)  # 56 bytes
+
 DTYPE_BY_RTYPE = {
     RTYPE_MBP_0: TRADE_DTYPE,
     RTYPE_MBP_1: MBP1_DTYPE,

@@ -31,8 +31,9 @@ from hft_pipeline.ingest.archive import (
     open_member_stream,
     root_instruments,
 )
-from hft_pipeline.ingest.dbn_layout import PRICE_SCALE, UNDEF_PRICE
+from hft_pipeline.ingest.dbn_layout import PRICE_SCALE
 from hft_pipeline.ingest.decode import DbnFormatError, iter_record_chunks, read_dbn_header
+from hft_pipeline.ingest.slim_rows import records_to_slim_table
 from hft_pipeline.ingest.slim_schema import SLIM_SCHEMA
 from hft_pipeline.instruments import contract_sort_key, root_spec
 from hft_pipeline.layout import atomic_file
@@ -52,8 +53,6 @@ ROW_GROUP_ROWS = 131_072
 _META_KEYS = frozenset(
     value for name, value in vars(slim_schema).items() if name.startswith("META_")
 )
-# One-character strings indexed by byte value: DBN action/side bytes -> SLIM strings.
-_CHARACTERS = pa.array([chr(code) for code in range(256)], pa.string())
 
 
 @dataclass(frozen=True)
@@ -219,43 +218,6 @@ def choose_front_contract(
     return busiest if volumes.get(busiest, 0) > 0 else by_expiry[0]
 
 
-def records_to_slim_table(records: np.ndarray, contract: str, symbol: str) -> pa.Table:
-    """DBN MBP-10, MBP-1 or trade records of one contract -> rows of the full SLIM schema.
-
-    Prices become float64 currency units (fixed-point / 1e9; undefined -> null), sizes and
-    counts int64. Trade rows (action ``T``) fill ``trade_px/trade_sz/trade_side``; book
-    columns carry the record's levels (10, 1 or none); every other column is null.
-    """
-    count = len(records)
-    is_trade = records["action"] == b"T"
-    columns: dict[str, pa.Array] = {
-        "ts_recv": pa.array(records["ts_recv"].astype(np.int64)),
-        "ts_event": pa.array(records["ts_event"].astype(np.int64)),
-        "sequence": pa.array(records["sequence"].astype(np.int64)),
-        "symbol": pa.repeat(pa.scalar(symbol, pa.string()), count),
-        "raw_symbol": pa.repeat(pa.scalar(contract, pa.string()), count),
-        "instrument_id": pa.array(records["instrument_id"].astype(np.int64)),
-        "action": _characters(records["action"]),
-        "trade_px": _prices(records["price"], valid=is_trade),
-        "trade_sz": pa.array(records["size"].astype(np.int64), mask=~is_trade),
-        "trade_side": _characters(records["side"], valid=is_trade),
-        "flags": pa.array(records["flags"].astype(np.int64)),
-    }
-    if "levels" in records.dtype.names:
-        levels = records["levels"]  # (rows, depth) of BID_ASK_PAIR
-        for depth in range(levels.shape[1]):
-            for side in ("bid", "ask"):
-                columns[f"{side}_px_{depth:02d}"] = _prices(levels[f"{side}_px"][:, depth])
-                for kind in ("sz", "ct"):
-                    column = levels[f"{side}_{kind}"][:, depth].astype(np.int64)
-                    columns[f"{side}_{kind}_{depth:02d}"] = pa.array(column)
-    arrays = [
-        columns[field.name] if field.name in columns else pa.nulls(count, field.type)
-        for field in SLIM_SCHEMA
-    ]
-    return pa.Table.from_arrays(arrays, schema=SLIM_SCHEMA)
-
-
 def _gather_archive(
     archive: ArchiveContents,
     session: Session,
@@ -363,17 +325,3 @@ def _write_slim(table: pa.Table, metadata: dict[str, str], out_path: Path) -> No
     ):
         for start in range(0, table.num_rows, ROW_GROUP_ROWS):
             writer.write_table(table.slice(start, ROW_GROUP_ROWS))
-
-
-def _prices(fixed_point: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-    """int64 fixed-point (1e-9 units) -> float64; UNDEF_PRICE and invalid rows -> null."""
-    missing = fixed_point == UNDEF_PRICE
-    if valid is not None:
-        missing |= ~valid
-    return pa.array(fixed_point / PRICE_SCALE, mask=missing)
-
-
-def _characters(codes: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-    """DBN one-byte character fields (``S1``) -> one-character strings; invalid rows -> null."""
-    indices = pa.array(codes.view(np.uint8), mask=None if valid is None else ~valid)
-    return _CHARACTERS.take(indices)

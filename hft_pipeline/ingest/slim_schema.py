@@ -54,3 +54,7 @@ META_SESSION_CLOSE_NS = "hft.session_close_ns"
 META_DEGRADED = "hft.degraded"  # "true"/"false"
 META_PARTIAL = "hft.partial"  # "true" when an archive overlapping the session was missing
 META_BAR_INTERVAL_NS = "hft.bar_interval_ns"  # bar sources only
+META_FRONT_CONTRACT_RULE = "hft.front_contract_rule"  # how hft.contract was chosen
+META_TRADING_HOURS = "hft.trading_hours"  # "eth" or "rth": which part of the session is kept
+# Times ts_recv decreased from one source record to the next (before SLIM's sort); JSON int.
+META_SOURCE_TS_RECV_REGRESSIONS = "hft.source_ts_recv_regressions"
