@@ -3,6 +3,8 @@
 Trading days come from a pandas-market-calendars calendar (``CME_Equity`` by default) or ``24/7``.
 A trading day's *session* is the calendar's [open, close) span in UTC; for CME it opens at
 17:00 CT the evening before, so one session touches two UTC calendar days (Databento files).
+With regular-trading-hours filtering (``trading_hours = "rth"``) the session is the part of that
+span between the configured local open and close times (CME equity futures: 08:30-15:00 CT).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 import pandas_market_calendars as mcal
+
+from hft_pipeline.config import DataSettings
 
 ALWAYS_OPEN = "24/7"
 _NS_PER_DAY = 86_400 * 10**9
@@ -37,12 +41,50 @@ class Session:
         return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+@dataclass(frozen=True)
+class TradingHours:
+    """Which part of each session is kept: the whole electronic session or regular hours."""
+
+    kind: str = "eth"  # "eth" or "rth"
+    rth_open: dt.time = dt.time(8, 30)  # exchange local time
+    rth_close: dt.time = dt.time(15, 0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("eth", "rth"):
+            raise ValueError(f"trading_hours must be 'eth' or 'rth', found {self.kind!r}")
+        if self.rth_open >= self.rth_close:
+            raise ValueError(f"rth_open {self.rth_open} must be before rth_close {self.rth_close}")
+
+    @classmethod
+    def parse(cls, kind: str, rth_open: str, rth_close: str) -> TradingHours:
+        """From the settings' text: kind, and HH:MM local times."""
+        try:
+            opens, closes = dt.time.fromisoformat(rth_open), dt.time.fromisoformat(rth_close)
+        except ValueError as error:
+            raise ValueError(
+                f"rth_open/rth_close must be HH:MM, found {rth_open!r}/{rth_close!r}"
+            ) from error
+        return cls(kind.lower(), opens, closes)
+
+
+ELECTRONIC_HOURS = TradingHours()
+
+
 class TradingCalendar:
     """Trading days and sessions of one exchange calendar (or ``24/7``)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, hours: TradingHours = ELECTRONIC_HOURS):
         self.name = name
+        self.hours = hours
         self._exchange = None if name == ALWAYS_OPEN else _exchange_calendar(name)
+        if hours.kind == "rth" and self._exchange is None:
+            raise ValueError(f"regular trading hours need an exchange calendar, not {name!r}")
+
+    @classmethod
+    def from_settings(cls, data: DataSettings) -> TradingCalendar:
+        """The calendar and trading hours of a :class:`~hft_pipeline.config.DataSettings`."""
+        hours = TradingHours.parse(data.trading_hours, data.rth_open, data.rth_close)
+        return cls(data.calendar, hours)
 
     def sessions(self, start: dt.date, end: dt.date) -> list[Session]:
         """Sessions of the trading days in [start, end], in order."""
@@ -56,10 +98,24 @@ class TradingCalendar:
             ]
         schedule = _schedule(self.name, start.year, end.year)
         schedule = schedule.loc[pd.Timestamp(start) : pd.Timestamp(end)]
-        return [
+        sessions = [
             Session(index.date(), int(row.market_open.value), int(row.market_close.value))
             for index, row in zip(schedule.index, schedule.itertuples(), strict=True)
         ]
+        if self.hours.kind == "eth":
+            return sessions
+        return [self._regular_hours(session) for session in sessions]
+
+    def _regular_hours(self, session: Session) -> Session:
+        """The session cut to [rth_open, rth_close) local time; an early close still ends it."""
+        zone = self._exchange.tz
+
+        def local_ns(time: dt.time) -> int:
+            return int(pd.Timestamp.combine(session.day, time).tz_localize(zone).value)
+
+        open_ns = max(session.open_ns, local_ns(self.hours.rth_open))
+        close_ns = min(session.close_ns, local_ns(self.hours.rth_close))
+        return Session(session.day, open_ns, max(open_ns, close_ns))
 
     def trading_days(self, start: dt.date, end: dt.date) -> list[dt.date]:
         return [session.day for session in self.sessions(start, end)]
@@ -232,9 +288,14 @@ class PipelinePartitions:
 
     @classmethod
     def build(
-        cls, calendar_name: str, start: dt.date, end: dt.date | None, symbols: tuple[str, ...]
+        cls,
+        calendar_name: str,
+        start: dt.date,
+        end: dt.date | None,
+        symbols: tuple[str, ...],
+        hours: TradingHours = ELECTRONIC_HOURS,
     ) -> PipelinePartitions:
-        calendar = TradingCalendar(calendar_name)
+        calendar = TradingCalendar(calendar_name, hours)
         trading = trading_day_partitions(calendar, start, end)
         utc = utc_day_partitions(calendar, start, end)
         symbol_defs = symbol_partitions(symbols)
@@ -246,6 +307,12 @@ class PipelinePartitions:
             slim=by_day_and_symbol(trading, symbol_defs),
             raw=by_day_and_symbol(utc, symbol_defs),
         )
+
+    @classmethod
+    def from_settings(cls, data: DataSettings) -> PipelinePartitions:
+        """The partitions of a :class:`~hft_pipeline.config.DataSettings`."""
+        calendar = TradingCalendar.from_settings(data)
+        return cls.build(data.calendar, data.start, data.end, data.symbols, calendar.hours)
 
     def window_days(self, end: dt.date, window_days: int) -> list[dt.date]:
         """The trading days of the window ending at `end`; fewer near the start of history."""

@@ -1,11 +1,14 @@
 import datetime as dt
 
 import dagster as dg
+import pandas as pd
 import pytest
 
+from hft_pipeline.config import DataSettings
 from hft_pipeline.partitions import (
     PipelinePartitions,
     TradingCalendar,
+    TradingHours,
     previous_day_mapping,
     rolling_window_mapping,
     session_archives_mapping,
@@ -90,3 +93,38 @@ def test_unknown_calendar_is_refused_with_the_fix():
 def test_multi_partition_keys_read_date_then_symbol(cme: PipelinePartitions):
     assert dg.MultiPartitionKey({"symbol": "ES", "date": "2024-01-02"}) == "2024-01-02|ES"
     assert "2024-01-02|ES" in cme.slim.get_partition_keys()
+
+
+def test_regular_hours_cut_the_session_to_local_open_and_close_across_dst():
+    regular = TradingCalendar("CME_Equity", TradingHours("rth"))
+    for day, utc_open, utc_close in [
+        (dt.date(2024, 1, 8), "2024-01-08 14:30", "2024-01-08 21:00"),  # CST, UTC-6
+        (dt.date(2024, 7, 8), "2024-07-08 13:30", "2024-07-08 20:00"),  # CDT, UTC-5
+    ]:
+        session = regular.session(day)
+        assert session.open_ns == pd.Timestamp(utc_open, tz="UTC").value
+        assert session.close_ns == pd.Timestamp(utc_close, tz="UTC").value
+        assert session.utc_days == [day]
+
+
+def test_regular_hours_end_at_an_early_close():
+    # Day after Thanksgiving 2024: CME equity futures close at 12:15 CT.
+    day = dt.date(2024, 11, 29)
+    electronic = TradingCalendar("CME_Equity").session(day)
+    regular = TradingCalendar("CME_Equity", TradingHours("rth")).session(day)
+    assert (
+        regular.close_ns == electronic.close_ns < pd.Timestamp("2024-11-29 21:00", tz="UTC").value
+    )
+
+
+def test_trading_hours_from_settings_and_bad_values():
+    data = DataSettings(trading_hours="RTH", rth_open="09:30", rth_close="16:00")
+    calendar = TradingCalendar.from_settings(data)
+    assert calendar.hours == TradingHours("rth", dt.time(9, 30), dt.time(16, 0))
+    assert PipelinePartitions.from_settings(data).calendar.hours == calendar.hours
+    with pytest.raises(ValueError, match="'eth' or 'rth'"):
+        TradingHours("night")
+    with pytest.raises(ValueError, match="HH:MM"):
+        TradingHours.parse("rth", "8h30", "15:00")
+    with pytest.raises(ValueError, match="exchange calendar"):
+        TradingCalendar("24/7", TradingHours("rth"))
