@@ -23,12 +23,8 @@ import numpy as np
 from hft_pipeline.instruments import root_spec
 from hft_pipeline.partitions import Session, TradingCalendar
 from hft_pipeline.simulate.archive import Contract, front_contract, write_archive
-from hft_pipeline.simulate.market import (
-    MarketProfile,
-    SessionSpec,
-    market_profile,
-    simulate_session,
-)
+from hft_pipeline.simulate.market import simulate_session
+from hft_pipeline.simulate.profiles import MarketProfile, SessionSpec, market_profile
 
 DEFAULT_EVENTS_PER_SECOND = 2.0  # ~0.27 M records per ES session: a small, quick demo bucket
 OUTGOING_ACTIVITY = 0.3  # share of the usual rate the outgoing contract keeps on a roll session

@@ -10,14 +10,8 @@ import pytest
 
 from hft_pipeline.ingest.dbn_layout import PRICE_SCALE
 from hft_pipeline.partitions import TradingCalendar
-from hft_pipeline.simulate.market import (
-    F_LAST,
-    LEVELS,
-    SessionSpec,
-    intraday_shape,
-    market_profile,
-    simulate_session,
-)
+from hft_pipeline.simulate.market import F_LAST, LEVELS, simulate_session
+from hft_pipeline.simulate.profiles import SessionSpec, intraday_shape, market_profile
 
 NS = 10**9
 CALENDAR = TradingCalendar("CME_Equity")
