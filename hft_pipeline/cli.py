@@ -21,7 +21,7 @@ DEMO_END = dt.date(2024, 1, 11)  # 8 trading days: 4 windows of 5 days, 3 scored
 DEMO_SYMBOLS = ("ES", "ZN")
 DEMO_OVERRIDES = {
     "data": {"start": DEMO_START, "end": DEMO_END, "symbols": DEMO_SYMBOLS},
-    "features": {"bar_seconds": 5, "horizon_bars": 12},
+    "features": {"bar_seconds": 5, "bar_intervals": (5,), "horizon_bars": 12},
     "training": {
         "window_days": 5,
         "context": 60,
@@ -134,7 +134,7 @@ def features_command(args: argparse.Namespace) -> None:
     if META_TRADING_DAY not in metadata or META_SYMBOL not in metadata:
         raise ValueError(f"{args.slim} has no SLIM metadata (trading day, symbol): not a SLIM file")
     day = dt.date.fromisoformat(metadata[META_TRADING_DAY])
-    session = TradingCalendar(settings.data.calendar).session(day)
+    session = TradingCalendar.from_settings(settings.data).session(day)
     features, labels = compute_day({metadata[META_SYMBOL]: args.slim}, session, settings.features)
     labels_path = args.out.with_name(f"labels_{args.out.name}")
     write_day(features, labels, args.out, labels_path)
@@ -142,12 +142,62 @@ def features_command(args: argparse.Namespace) -> None:
 
 
 def ingest_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.ingest.bar_files import BarFileOptions
     from hft_pipeline.ingest.tools import ingest_archives
 
-    summaries = ingest_archives(args.archives, args.out, args.symbol, args.calendar)
+    bar_options = BarFileOptions(
+        timestamp_column=args.timestamp_column,
+        timestamp_unit=args.timestamp_unit,
+        timezone=args.timezone,
+        label=args.bar_label,
+        interval_ns=None if args.bar_interval_s is None else round(args.bar_interval_s * 1e9),
+    )
+    summaries = ingest_archives(args.archives, args.out, args.symbol, args.calendar, bar_options)
     for summary in summaries:
         flag = "  (partial session)" if summary.partial else ""
         print(f"{summary.path}  {summary.rows} rows{flag}")
+
+
+def train_command(args: argparse.Namespace) -> None:
+    from hft_pipeline.features.registry import MODEL_FEATURES
+    from hft_pipeline.layout import Layout
+    from hft_pipeline.partitions import PipelinePartitions, date_key
+    from hft_pipeline.training import matrix
+    from hft_pipeline.training.matrix_pool import run_matrix
+
+    settings = PipelineSettings.load()
+    data, window_days = settings.data, settings.training.window_days
+    partitions = PipelinePartitions.from_settings(data)
+    if not partitions.trading_days.has_partition_key(date_key(args.window)):
+        raise ValueError(
+            f"--window {args.window} is not a trading day of {data.calendar} between "
+            f"{data.start} and {data.end or 'today'} (HFT_START, HFT_END)"
+        )
+    days = partitions.window_days(args.window, window_days)
+    inputs = matrix.window_inputs(Layout(settings.home), days, window_days)
+    entries = matrix.matrix_entries(settings, args.models, args.symbols, args.horizons)
+    jobs = matrix.plan_jobs(settings, inputs, entries, MODEL_FEATURES)
+    if args.list_only:
+        for job in jobs:
+            print(f"{job.entry.name}  {job.out_dir}")
+        return
+    matrix.check_inputs(inputs, entries)
+    print(f"training {len(jobs)} entr{'y' if len(jobs) == 1 else 'ies'} of window {inputs.name}")
+    results = run_matrix(jobs, args.parallel)
+    summary = pd.DataFrame(matrix.summary_rows(results))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _horizons(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of bar counts") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def r2_command(args: argparse.Namespace) -> None:
@@ -203,11 +253,41 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(handler=features_command)
 
     ingest = commands.add_parser("ingest", help="raw archives -> SLIM files, outside Dagster")
-    ingest.add_argument("archives", type=Path, nargs="+", help="Databento-style ZIP archives")
+    ingest.add_argument(
+        "archives",
+        type=Path,
+        nargs="+",
+        help="Databento batch ZIPs, LOBSTER ZIPs/CSV pairs, or OHLCV bar files (CSV/parquet)",
+    )
     ingest.add_argument("--out", type=Path, required=True, help="folder for the SLIM files")
     ingest.add_argument("--symbol", type=_symbols, help="root symbol(s), e.g. ES (default: all)")
     ingest.add_argument("--calendar", default="CME_Equity")
+    bars = ingest.add_argument_group("bar files (each inferred from the file when not given)")
+    bars.add_argument("--bar-interval-s", type=float, help="bar length in seconds")
+    bars.add_argument("--bar-label", choices=["open", "close"], help="which end is stamped")
+    bars.add_argument("--timestamp-column", help="name of the timestamp column")
+    bars.add_argument("--timestamp-unit", choices=["s", "ms", "us", "ns"], help="epoch unit")
+    bars.add_argument("--timezone", default="UTC", help="zone of timestamps without an offset")
     ingest.set_defaults(handler=ingest_command)
+
+    train = commands.add_parser(
+        "train", help="train a window's matrix (model kinds x symbols x horizons) from features"
+    )
+    train.add_argument(
+        "--window", type=_date, required=True, help="the window's last trading day, YYYY-MM-DD"
+    )
+    train.add_argument(
+        "--symbols", type=_symbols, default=(), help="one entry per symbol, e.g. ES,ZN"
+    )
+    train.add_argument("--horizons", type=_horizons, default=(), help="label horizons, e.g. 12,24")
+    train.add_argument("--models", type=_names, default=(), help="model kinds, e.g. lstm_multitask")
+    train.add_argument(
+        "--list-only", action="store_true", help="print the entries and their folders only"
+    )
+    train.add_argument(
+        "--parallel", type=int, default=1, help="entries at once (processes, or GPU cards)"
+    )
+    train.set_defaults(handler=train_command)
 
     r2 = commands.add_parser("r2", help="list, download or upload bucket objects")
     r2.add_argument("action", choices=["ls", "download", "upload"])

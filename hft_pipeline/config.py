@@ -66,12 +66,28 @@ class DataSettings:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSettings:
-    # Bar length in seconds; bars are right-closed and stamped at their close.
+    # Bar length in seconds that the models train on; one of bar_intervals. Bars are
+    # right-closed and stamped at their close.
     bar_seconds: int = 5
-    # Label horizon in bars (seed 001: 12 bars of 5 s = 1 minute).
+    # Every interval the features asset writes a features + labels file pair for (seed 001
+    # uses 5 s, seed 002 1 s). Each must divide 60 so 1-min and 5-min bars are whole groups.
+    bar_intervals: tuple[int, ...] = (1, 5)
+    # Primary label horizon in bars, the one the default model trains on; one of horizons_bars
+    # (seed 001: 12 bars of 5 s = 1 minute).
     horizon_bars: int = 12
-    # A move of at least this many ticks over the horizon is "up"/"down", else "flat".
+    # Every horizon the labels files hold (seed 001).
+    horizons_bars: tuple[int, ...] = (12, 24, 36, 60)
+    # "ticks": a move of at least direction_threshold_ticks is "up"/"down", else "flat";
+    # "spread": the threshold is the trailing median spread (ticks) plus cost_ticks, so "up"
+    # means a move that would have paid for crossing the spread and the costs.
+    direction_threshold_mode: str = "ticks"
     direction_threshold_ticks: float = 1.0
+    # Fees and slippage per round trip in ticks, added to the spread in "spread" mode.
+    cost_ticks: float = 0.0
+    # "session": long look-backs (EMA 200, 5-min volatility, 1-/5-min features) restart at
+    # every open, NULL until warmed up; "previous_day": they start in the previous trading
+    # day's tail, so a session's first bars are defined.
+    warmup: str = "session"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +97,18 @@ class TrainingSettings:
     model_kind: str = "lstm_multitask"
     # Bars of history per sequence (seed 001: 120 bars).
     context: int = 120
+    # lstm_multitask: LSTM width and stacked layers.
     hidden_size: int = 64
     num_layers: int = 2
+    # lob_transformer: token width (a multiple of attention_heads), heads, encoder layers.
+    d_model: int = 64
+    attention_heads: int = 4
+    transformer_layers: int = 2
+    # lob_transformer's auxiliary book forecast: bars ahead, and the weights of its MSE and of
+    # seed 001's structural penalty (crossed book, levels out of order; seed 001: 0.01). 0 off.
+    book_forecast_bars: int = 1
+    book_forecast_weight: float = 0.1
+    structural_loss_weight: float = 0.01
     dropout: float = 0.1
     epochs: int = 10
     batch_size: int = 512
@@ -100,6 +126,13 @@ class TrainingSettings:
     seed: int = 7
     # "auto" picks CUDA when present, else CPU.
     device: str = "auto"
+    # The training matrix (seed 001's pairs x horizons, plus model kinds): each entry trains
+    # on one symbol's rows and one label horizon, under <window>/matrix/<model>_<SYM>_h<H>/.
+    # An empty axis keeps the primary model's value: model_kind, every symbol together, or
+    # features.horizon_bars; all three empty = the primary model alone.
+    matrix_models: tuple[str, ...] = ()
+    matrix_symbols: tuple[str, ...] = ()
+    matrix_horizons: tuple[int, ...] = ()
 
 
 SECTIONS: dict[str, type] = {

@@ -14,8 +14,7 @@ from hft_pipeline.training.assets import build_training_assets
 
 
 def build_partitions(settings: PipelineSettings) -> PipelinePartitions:
-    data = settings.data
-    return PipelinePartitions.build(data.calendar, data.start, data.end, data.symbols)
+    return PipelinePartitions.from_settings(settings.data)
 
 
 def build_definitions(settings: PipelineSettings) -> dg.Definitions:

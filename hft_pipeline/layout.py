@@ -33,11 +33,28 @@ class Layout:
             / (f"live_{yyyymmdd(day)}_{symbol}_SLIM.parquet")
         )
 
-    def features_file(self, day: dt.date) -> Path:
-        return self.home / "features" / f"{day:%Y}" / f"features_{yyyymmdd(day)}.parquet"
+    def features_file(self, day: dt.date, bar_seconds: int | None = None) -> Path:
+        """Features of ``day``: of the training interval (``FeatureSettings.bar_seconds``) when
+        ``bar_seconds`` is None, else of that other interval, in its own folder."""
+        return self._features_folder(day, bar_seconds) / f"features_{yyyymmdd(day)}.parquet"
 
-    def labels_file(self, day: dt.date) -> Path:
-        return self.home / "features" / f"{day:%Y}" / f"labels_{yyyymmdd(day)}.parquet"
+    def labels_file(self, day: dt.date, bar_seconds: int | None = None) -> Path:
+        """Labels of ``day``, beside :meth:`features_file` of the same arguments."""
+        return self._features_folder(day, bar_seconds) / f"labels_{yyyymmdd(day)}.parquet"
+
+    def features_glob(self, bar_seconds: int | None = None) -> str:
+        """Glob of every day's :meth:`features_file` of one interval (None: training)."""
+        return str(self._features_folder(None, bar_seconds) / "features_*.parquet")
+
+    def labels_glob(self, bar_seconds: int | None = None) -> str:
+        """Glob of every day's :meth:`labels_file` of one interval (None: training)."""
+        return str(self._features_folder(None, bar_seconds) / "labels_*.parquet")
+
+    def _features_folder(self, day: dt.date | None, bar_seconds: int | None) -> Path:
+        # features/<yyyy>/ for the training interval, features/<yyyy>/<N>s/ for the others: a
+        # glob over one never matches the other's files.
+        year = self.home / "features" / (f"{day:%Y}" if day else "*")
+        return year if bar_seconds is None else year / f"{bar_seconds}s"
 
     @property
     def duckdb_file(self) -> Path:

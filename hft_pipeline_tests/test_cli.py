@@ -7,6 +7,8 @@ import pytest
 
 from hft_pipeline.cli import main
 from hft_pipeline.config import DEFAULT_RAW_KEY_PATTERN
+from hft_pipeline.ingest.slim import read_slim_metadata
+from hft_pipeline.ingest.slim_schema import META_BAR_INTERVAL_NS
 
 
 def test_simulate_writes_one_archive_per_utc_day_and_symbol(tmp_path, capsys):
@@ -131,3 +133,75 @@ def test_ingest_and_r2_commands_round_trip_a_simulated_bucket(s3_bucket, tmp_pat
     with pytest.raises(SystemExit):
         main(["r2", "upload", "--url", f"s3://{bucket}", "--prefix", "raw/x", str(archives[0])])
     assert "raw/" in capsys.readouterr().err
+
+
+def _train_home(tmp_path, monkeypatch, horizons=(12, 24)):
+    """A home holding three days of tiny synthetic features, and its settings file."""
+    from hft_pipeline.config import write_config_file
+    from hft_pipeline_tests.training.test_matrix import tiny_settings, write_window_home
+
+    write_window_home(tmp_path, horizons=horizons)
+    config = write_config_file(tiny_settings(tmp_path, epochs=1), tmp_path / "hft_pipeline.toml")
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    monkeypatch.setenv("HFT_CONFIG", str(config))
+    return tmp_path / "fit_data" / "roll30" / "live" / "20240102_20240104"
+
+
+def test_ingest_command_reads_a_bar_file_with_the_stated_options(shared_data, tmp_path, capsys):
+    bars = shared_data / "cme-1min-6e" / "6EH4.XCME_1min_bars_20240101_20240131.csv.gz"
+    out = tmp_path / "slim"
+    main(
+        ["ingest", str(bars), "--out", str(out), "--calendar", "CMEGlobex_FX"]
+        + ["--bar-interval-s", "60", "--bar-label", "close"]
+    )
+    printed = capsys.readouterr().out.splitlines()
+    written = sorted(out.rglob("*.parquet"))
+    assert len(printed) == len(written) >= 20  # one SLIM file per session of January 2024
+    metadata = read_slim_metadata(written[0])
+    assert metadata[META_BAR_INTERVAL_NS] == str(60 * 10**9)
+
+
+def test_train_list_only_prints_entries_and_folders_without_training(tmp_path, capsys, monkeypatch):
+    window_dir = _train_home(tmp_path, monkeypatch)
+
+    main(
+        ["train", "--window", "2024-01-04", "--symbols", "es,zn", "--horizons", "24", "--list-only"]
+    )
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"lstm_multitask_ES_h24  {window_dir / 'matrix' / 'lstm_multitask_ES_h24'}",
+        f"lstm_multitask_ZN_h24  {window_dir / 'matrix' / 'lstm_multitask_ZN_h24'}",
+    ]
+    assert not window_dir.exists()
+
+
+def test_train_writes_each_entry_and_prints_its_metrics(tmp_path, capsys, monkeypatch):
+    window_dir = _train_home(tmp_path, monkeypatch)
+
+    main(["train", "--window", "2024-01-04", "--symbols", "ZN", "--horizons", "12,24"])
+
+    printed = capsys.readouterr().out
+    for name in ("lstm_multitask_ZN_h12", "lstm_multitask_ZN_h24"):
+        assert (window_dir / "matrix" / name / "metrics.json").is_file()
+        assert name in printed
+    assert "accuracy" in printed and "baseline_logistic_accuracy" in printed
+
+
+def test_train_window_ending_on_a_holiday_is_refused(tmp_path, capsys, monkeypatch):
+    _train_home(tmp_path, monkeypatch)
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--window", "2024-01-01", "--list-only"])
+
+    assert stopped.value.code == 2
+    assert "2024-01-01 is not a trading day of CME_Equity" in capsys.readouterr().err
+
+
+def test_train_horizon_without_labels_names_it(tmp_path, capsys, monkeypatch):
+    _train_home(tmp_path, monkeypatch, horizons=(12,))
+
+    with pytest.raises(SystemExit):
+        main(["train", "--window", "2024-01-04", "--horizons", "12,36"])
+
+    assert "label horizon 36 bars is not in" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""A window's model -> a self-contained inference artifact (TorchScript + JSON).
+"""A window's model, of any kind -> a self-contained inference artifact (TorchScript + JSON).
 
 The artifact folder holds ``model.ts`` (TorchScript), ``scaler.json`` (the window's, byte for
 byte), ``features.json`` (the ordered input names) and ``config.json``. ``ArtifactPredictor``
@@ -20,15 +20,18 @@ import torch
 
 from hft_pipeline.features.schema import DIRECTION_CLASSES
 from hft_pipeline.layout import atomic_directory
-from hft_pipeline.training.model import LstmMultitask, load_model, load_model_config
+from hft_pipeline.training.model import AnyModel, load_model, load_model_config
 
 ARTIFACT_FILES = ("model.ts", "scaler.json", "features.json", "config.json")
 VERIFY_BATCH = 16  # sequences in verify_artifact's fixed random batch
 VERIFY_SEED = 0
 
 
-def script_model(model: LstmMultitask) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` of the eager model in eval mode.
+def script_model(model: AnyModel) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` of the eager model (any kind of ``model.MODEL_KINDS``) in eval mode.
+
+    Scripting, not tracing: the transformer's causal mask and position slice depend on the
+    sequence length, which a trace would freeze at the example's.
 
     torch 2.x marks TorchScript deprecated in favour of torch.export, but a ``.ts`` file is what
     the serving side loads (C++ libtorch included); the warning is silenced here only.

@@ -14,22 +14,18 @@ from an empty book side is NULL rather than a number built from a placeholder.
 
 Columns of the ``bars`` table, one row per (symbol, bar_index):
 ``symbol``, ``bar_index`` (int32), ``ts`` (int64 ns, the bar close), ``session_fraction``
-(share of the session elapsed at ``ts``), ``tick_size``, ``bid_px_LL``/``ask_px_LL`` (float64)
-and ``bid_sz_LL``/``ask_sz_LL`` (int64) for LL < book_levels, ``mid`` (close of the mid),
-``mid_open``/``mid_high``/``mid_low`` (over the bar's book events; the carried mid when there are
-none), ``vwap`` (NULL without trades), ``trade_count``, ``volume``, ``buy_volume``,
-``sell_volume`` (aggressor B / A; 0 without trades).
+(share of the session elapsed at ``ts``), ``minutes_since_open`` and ``minutes_to_close`` (from
+``ts`` to the session's bounds), ``day_of_week`` (of the trading day, 0 Monday .. 6 Sunday),
+``tick_size``, ``bid_px_LL``/``ask_px_LL`` (float64) and ``bid_sz_LL``/``ask_sz_LL`` (int64) for
+LL < book_levels, ``mid`` (close of the mid), ``mid_open``/``mid_high``/``mid_low`` (over the
+bar's book events; the carried mid when there are none), ``vwap`` (NULL without trades),
+``trade_count``, ``volume``, ``buy_volume``, ``sell_volume`` (aggressor B / A; 0 without
+trades), and the order-flow inputs ``ofi_flow_1``, ``ofi_flow_multi`` (0 without book events),
+``ofi_depth_1``, ``ofi_depth_multi`` (NULL without book events) over ``OFI_LEVELS`` levels.
 
-Order-flow inputs (Cont, Kukanov & Stoikov 2014, multi-level as Xu, Cont et al.): for each book
-event e and level m, against the previous book event of the symbol in the session (by ``ts_recv``,
-file order on ties), ``e_m = 1{Pb >= Pb'} qb - 1{Pb <= Pb'} qb' - 1{Pa <= Pa'} qa +
-1{Pa >= Pa'} qa'`` (primes: previous event). ``e_m`` is NULL for the session's first book event
-and when level m is empty on either side in either state; sums skip NULL terms.
-``ofi_flow_1`` = sum over the bar's book events of e_1 (lots), ``ofi_flow_multi`` = the same
-summed over levels 1..OFI_LEVELS (0 when the bar has no defined term), ``ofi_depth_1`` = mean
-over the bar's book events of (qb_1 + qa_1) / 2 and ``ofi_depth_multi`` = mean over them of
-sum_{m<=OFI_LEVELS} (qb_m + qa_m) / (2 OFI_LEVELS), empty levels as 0; both NULL in a bar
-without book events.
+The events are read and folded into bars by ``event_scan.py`` (one streaming numpy pass per
+file, which also defines the order-flow inputs); this module lays the grid and hands the bars to
+DuckDB as an Arrow table.
 """
 
 from __future__ import annotations
@@ -39,9 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hft_pipeline.features.event_scan import (
+    EVENT_BATCH_ROWS,
+    BarAccumulator,
+    book_columns,
+    scan_bar_events,
+)
 from hft_pipeline.features.quality import bars_per_session
 from hft_pipeline.features.registry import BOOK_DEPTH, OFI_LEVELS
 from hft_pipeline.ingest.slim_schema import (
@@ -54,6 +57,7 @@ from hft_pipeline.partitions import Session
 
 BARS_TABLE = "bars"
 _NS_PER_SECOND = 1_000_000_000
+_NS_PER_MINUTE = 60 * _NS_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def create_bars(
     session: Session,
     bar_seconds: int,
     book_levels: int = BOOK_DEPTH,
+    batch_rows: int = EVENT_BATCH_ROWS,
 ) -> None:
     """Creates the temporary table ``bars`` (see the module docstring) in ``connection``.
 
@@ -126,31 +131,16 @@ def create_bars(
         Bar interval in seconds.
     book_levels : int, default BOOK_DEPTH
         Book levels per side kept in the bars (at most the SLIM file's 10).
+    batch_rows : int, default EVENT_BATCH_ROWS
+        SLIM rows read at a time; bounds the memory of the event pass.
     """
     _check_arguments(sources, session, bar_seconds, book_levels)
-    interval_ns = bar_seconds * _NS_PER_SECOND
-    parameters = {
-        "open_ns": session.open_ns,
-        "close_ns": session.close_ns,
-        "interval_ns": interval_ns,
-        "bar_count": bars_per_session(session.open_ns, session.close_ns, bar_seconds),
-    }
-    for position, source in enumerate(sources):
-        parameters |= {
-            f"path_{position}": str(source.path),
-            f"symbol_{position}": source.symbol,
-            f"tick_{position}": source.tick_size,
-        }
-    connection.execute(
-        _events_sql(len(sources), book_levels),
-        _pick(parameters, "path", "symbol", "open", "close", "interval"),
+    symbol_bars = pa.concat_tables(
+        _symbol_bars(source, session, bar_seconds, book_levels, batch_rows) for source in sources
     )
-    connection.execute(_bar_activity_sql())
-    connection.execute(_book_flow_sql(min(OFI_LEVELS, book_levels)))
-    connection.execute(
-        _bars_sql(len(sources), book_levels),
-        _pick(parameters, "symbol", "tick", "open", "close", "interval", "bar_count"),
-    )
+    connection.register("scanned_bars", symbol_bars)
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE {BARS_TABLE} AS SELECT * FROM scanned_bars")
+    connection.unregister("scanned_bars")
 
 
 def build_bars(
@@ -158,15 +148,53 @@ def build_bars(
     session: Session,
     bar_seconds: int,
     book_levels: int = BOOK_DEPTH,
+    batch_rows: int = EVENT_BATCH_ROWS,
 ) -> pa.Table:
     """The bars of ``slim_files`` (symbol -> SLIM path) as an Arrow table, sorted by symbol
     then bar_index; see :func:`create_bars`."""
     sources = [read_slim_source(symbol, path, session) for symbol, path in slim_files.items()]
     with duckdb.connect() as connection:
-        create_bars(connection, sources, session, bar_seconds, book_levels)
+        create_bars(connection, sources, session, bar_seconds, book_levels, batch_rows)
         return connection.sql(
             f"SELECT * FROM {BARS_TABLE} ORDER BY symbol, bar_index"
         ).to_arrow_table()
+
+
+def _symbol_bars(
+    source: SlimSource, session: Session, bar_seconds: int, book_levels: int, batch_rows: int
+) -> pa.Table:
+    """One symbol's bars, in bar order, with the columns of the module docstring."""
+    interval_ns = bar_seconds * _NS_PER_SECOND
+    bar_count = bars_per_session(session.open_ns, session.close_ns, bar_seconds)
+    accumulator = BarAccumulator(bar_count, book_levels, min(OFI_LEVELS, book_levels))
+    events = scan_bar_events(source.path, session, interval_ns, accumulator, batch_rows).columns()
+    bar_index = np.arange(bar_count)
+    ts = np.minimum(session.open_ns + (bar_index + 1) * interval_ns, session.close_ns)
+    integers = {size for _, size in book_columns(book_levels)}
+    integers |= {"trade_count", "volume", "buy_volume", "sell_volume"}
+    return pa.table(
+        {
+            "symbol": pa.array(np.full(bar_count, source.symbol)),
+            "bar_index": pa.array(bar_index, pa.int32()),
+            "ts": pa.array(ts),
+            "session_fraction": (ts - session.open_ns) / (session.close_ns - session.open_ns),
+            "minutes_since_open": (ts - session.open_ns) / _NS_PER_MINUTE,
+            "minutes_to_close": (session.close_ns - ts) / _NS_PER_MINUTE,
+            "day_of_week": pa.array(np.full(bar_count, session.day.weekday()), pa.int8()),
+            "tick_size": np.full(bar_count, source.tick_size),
+            **{
+                name: _nullable(values, pa.int64() if name in integers else pa.float64())
+                for name, values in events.items()
+            },
+        }
+    )
+
+
+def _nullable(values: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array of ``type_``, NaN as NULL."""
+    missing = np.isnan(values)
+    filled = np.where(missing, 0, values).astype(type_.to_pandas_dtype())
+    return pa.array(filled, type_, mask=missing)
 
 
 def _check_arguments(
@@ -183,191 +211,3 @@ def _check_arguments(
             f"session of {session.day} closes ({session.close_ns}) at or before it opens "
             f"({session.open_ns})"
         )
-
-
-def _pick(parameters: dict, *prefixes: str) -> dict:
-    # DuckDB refuses named parameters that a statement does not use.
-    return {key: value for key, value in parameters.items() if key.startswith(prefixes)}
-
-
-def _book_fields(book_levels: int) -> list[tuple[str, str]]:
-    """(price column, size column) of every kept level, bids then asks."""
-    return [
-        (f"{side}_px_{level:02d}", f"{side}_sz_{level:02d}")
-        for side in ("bid", "ask")
-        for level in range(book_levels)
-    ]
-
-
-def _events_sql(source_count: int, book_levels: int) -> str:
-    """Session events of every symbol with normalized levels, their bar and their time order."""
-    fields = _book_fields(book_levels)
-    raw_columns = ", ".join(f"{px} AS raw_{px}, {sz} AS raw_{sz}" for px, sz in fields)
-    union = " UNION ALL ".join(
-        f"SELECT $symbol_{i} AS symbol, file_row_number, ts_recv, trade_px, trade_sz, "
-        f"trade_side, {raw_columns} FROM read_parquet($path_{i}, file_row_number = true)"
-        for i in range(source_count)
-    )
-    levels = ", ".join(
-        f"CASE WHEN raw_{sz} > 0 AND isfinite(raw_{px}) THEN raw_{px} END AS {px}, "
-        f"CASE WHEN raw_{sz} > 0 AND isfinite(raw_{px}) THEN raw_{sz} END AS {sz}"
-        for px, sz in fields
-    )
-    # A row carries book state when the source filled any best-level field (an empty book
-    # after a clear still has sizes 0); trade-only rows leave them all NULL.
-    is_book = " OR ".join(
-        f"raw_{column} IS NOT NULL"
-        for column in ("bid_px_00", "ask_px_00", "bid_sz_00", "ask_sz_00")
-    )
-    return f"""
-        CREATE OR REPLACE TEMP TABLE bar_events AS
-        WITH session_rows AS (
-            SELECT * FROM ({union})
-            WHERE ts_recv >= $open_ns::BIGINT AND ts_recv < $close_ns::BIGINT
-        ), normalized AS (
-            SELECT
-                symbol,
-                -- SLIM rows are in arrival order; file order breaks ts_recv ties.
-                row_number() OVER (PARTITION BY symbol ORDER BY ts_recv, file_row_number)
-                    AS event_order,
-                -- Right-closed: (c - interval, c] is bar (c - open) / interval - 1.
-                greatest((ts_recv - $open_ns::BIGINT - 1) // $interval_ns::BIGINT, 0)
-                    AS bar_index,
-                coalesce({is_book}, false) AS is_book,
-                coalesce(trade_sz > 0 AND isfinite(trade_px), false) AS is_trade,
-                trade_px, trade_sz, trade_side,
-                {levels}
-            FROM session_rows
-        )
-        SELECT *, (bid_px_00 + ask_px_00) / 2 AS mid FROM normalized
-    """
-
-
-def _bar_activity_sql() -> str:
-    """What happened inside each bar that had events."""
-    return """
-        CREATE OR REPLACE TEMP TABLE bar_activity AS
-        SELECT
-            symbol,
-            bar_index,
-            max(event_order) FILTER (WHERE is_book) AS last_book_event,
-            arg_min(mid, event_order) FILTER (WHERE mid IS NOT NULL) AS mid_open,
-            max(mid) AS mid_high,
-            min(mid) AS mid_low,
-            sum(trade_px * trade_sz) FILTER (WHERE is_trade)
-                / sum(trade_sz) FILTER (WHERE is_trade) AS vwap,
-            count(*) FILTER (WHERE is_trade) AS trade_count,
-            sum(trade_sz) FILTER (WHERE is_trade) AS volume,
-            sum(trade_sz) FILTER (WHERE is_trade AND trade_side = 'B') AS buy_volume,
-            sum(trade_sz) FILTER (WHERE is_trade AND trade_side = 'A') AS sell_volume
-        FROM bar_events
-        GROUP BY symbol, bar_index
-    """
-
-
-def _order_flow_term(level: int) -> str:
-    """e_m of one book event at ``level`` against the previous book event (``prev_`` columns of
-    ``lagged`` in :func:`_book_flow_sql`); see the module docstring."""
-    bid_px, bid_sz = f"bid_px_{level:02d}", f"bid_sz_{level:02d}"
-    ask_px, ask_sz = f"ask_px_{level:02d}", f"ask_sz_{level:02d}"
-    defined = " AND ".join(
-        f"{column} IS NOT NULL" for column in (bid_px, ask_px, f"prev_{bid_px}", f"prev_{ask_px}")
-    )
-    return (
-        f"CASE WHEN {defined} THEN"
-        f" (CASE WHEN {bid_px} >= prev_{bid_px} THEN {bid_sz} ELSE 0 END)"
-        f" - (CASE WHEN {bid_px} <= prev_{bid_px} THEN prev_{bid_sz} ELSE 0 END)"
-        f" - (CASE WHEN {ask_px} <= prev_{ask_px} THEN {ask_sz} ELSE 0 END)"
-        f" + (CASE WHEN {ask_px} >= prev_{ask_px} THEN prev_{ask_sz} ELSE 0 END) END"
-    )
-
-
-def _book_flow_sql(levels: int) -> str:
-    """Order-flow imbalance sums and average depths of each bar with book events."""
-    fields = [column for pair in _book_fields(levels) for column in pair]
-    lags = ", ".join(f"lag({column}) OVER book_events AS prev_{column}" for column in fields)
-    terms = ", ".join(f"{_order_flow_term(level)} AS ofi_{level}" for level in range(levels))
-    multi = " + ".join(f"coalesce(sum(ofi_{level}), 0)" for level in range(levels))
-    depth = " + ".join(
-        f"coalesce(bid_sz_{level:02d}, 0) + coalesce(ask_sz_{level:02d}, 0)"
-        for level in range(levels)
-    )
-    return f"""
-        CREATE OR REPLACE TEMP TABLE bar_book_flow AS
-        WITH lagged AS (
-            SELECT symbol, bar_index, {", ".join(fields)}, {lags}
-            FROM bar_events
-            WHERE is_book
-            WINDOW book_events AS (PARTITION BY symbol ORDER BY event_order)
-        ), terms AS (
-            SELECT symbol, bar_index, {terms}, {depth} AS depth_multi,
-                coalesce(bid_sz_00, 0) + coalesce(ask_sz_00, 0) AS depth_1
-            FROM lagged
-        )
-        SELECT
-            symbol,
-            bar_index,
-            coalesce(sum(ofi_0), 0)::DOUBLE AS ofi_flow_1,
-            ({multi})::DOUBLE AS ofi_flow_multi,
-            avg(depth_1) / 2 AS ofi_depth_1,
-            avg(depth_multi) / {2 * levels} AS ofi_depth_multi
-        FROM terms
-        GROUP BY symbol, bar_index
-    """
-
-
-def _bars_sql(source_count: int, book_levels: int) -> str:
-    """The regular grid of every symbol with the book carried forward."""
-    symbols = ", ".join(f"($symbol_{i}, $tick_{i})" for i in range(source_count))
-    book = ", ".join(f"event.{px}, event.{sz}" for px, sz in _book_fields(book_levels))
-    counts = ", ".join(
-        f"coalesce(grid.{column}, 0)::BIGINT AS {column}"
-        for column in ("trade_count", "volume", "buy_volume", "sell_volume")
-    )
-    return f"""
-        CREATE OR REPLACE TEMP TABLE {BARS_TABLE} AS
-        WITH grid AS (
-            SELECT
-                symbols.symbol,
-                symbols.tick_size::DOUBLE AS tick_size,
-                slot.range::INTEGER AS bar_index,
-                activity.* EXCLUDE (symbol, bar_index),
-                -- Event order grows with time, so the running max is the last book event so far.
-                max(activity.last_book_event) OVER (
-                    PARTITION BY symbols.symbol ORDER BY slot.range ROWS UNBOUNDED PRECEDING
-                ) AS book_event
-            FROM (VALUES {symbols}) AS symbols(symbol, tick_size)
-            CROSS JOIN range($bar_count::BIGINT) AS slot
-            LEFT JOIN bar_activity AS activity
-                ON activity.symbol = symbols.symbol AND activity.bar_index = slot.range
-        ), stamped AS (
-            SELECT *, least(
-                $open_ns::BIGINT + (bar_index + 1) * $interval_ns::BIGINT,
-                $close_ns::BIGINT
-            )::BIGINT AS ts
-            FROM grid
-        )
-        SELECT
-            grid.symbol,
-            grid.bar_index,
-            grid.ts,
-            (grid.ts - $open_ns::BIGINT)
-                / ($close_ns::BIGINT - $open_ns::BIGINT) AS session_fraction,
-            grid.tick_size,
-            {book},
-            event.mid,
-            coalesce(grid.mid_open, event.mid) AS mid_open,
-            coalesce(grid.mid_high, event.mid) AS mid_high,
-            coalesce(grid.mid_low, event.mid) AS mid_low,
-            grid.vwap,
-            {counts},
-            coalesce(flow.ofi_flow_1, 0) AS ofi_flow_1,
-            coalesce(flow.ofi_flow_multi, 0) AS ofi_flow_multi,
-            flow.ofi_depth_1,
-            flow.ofi_depth_multi
-        FROM stamped AS grid
-        LEFT JOIN bar_events AS event
-            ON event.symbol = grid.symbol AND event.event_order = grid.book_event
-        LEFT JOIN bar_book_flow AS flow
-            ON flow.symbol = grid.symbol AND flow.bar_index = grid.bar_index
-    """

@@ -1,22 +1,28 @@
 """One trading day of SLIM files -> point-in-time features and forward labels, in DuckDB.
 
 Steps, all in one in-memory DuckDB connection per call:
-1. ``bars``: regular right-closed bars of every symbol (``bars.py``);
+1. ``bars``: regular right-closed bars of every symbol (``bars.py``); with the "previous_day"
+   warm-up, also the bars of the previous trading day's last ``previous_tail_bars`` intervals,
+   put before the session's (``bar_index`` < 0, ``session_part`` 0);
 2. ``bar_inputs``: the bars plus the registry's ``BAR_INPUTS`` (the 1-bar mid log return);
 3. ``bar_indicators``: the registry's ``INDICATORS``, recursive filters run in numpy over
    ``bar_inputs`` per symbol (``indicators.py``), handed back to DuckDB as an Arrow table;
-4. features: every ``FEATURES`` expression over ``bar_inputs`` joined with ``bar_indicators``
-   (look-back windows only);
-5. labels: a separate query looking forward (LEAD and FOLLOWING frames) over ``bar_inputs``.
+4. ``bar_timeframes``: the 1-min and 5-min core features, as of each bar's close
+   (``families/timeframes.py``);
+5. features: every ``FEATURES`` expression over the join of the three (look-back windows only);
+6. labels: a separate query looking forward over ``bar_inputs`` (``labels.py``).
+Only the session's own bars (``session_part`` 1) are returned.
 
-Windows and filters are per symbol within the day, so neither features nor labels cross the
-session edges: features are NULL during the warm-up at the session start, labels over the last H
-bars.
+Windows and filters run per symbol over the bars of step 1, so with the "session" warm-up they
+restart at the open (NULL during the warm-up) and with "previous_day" they start in the previous
+day's tail. Labels never cross the session end: they are NULL over the last H bars.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -26,23 +32,29 @@ import pyarrow.parquet as pq
 
 from hft_pipeline.config import FeatureSettings
 from hft_pipeline.features.bars import BARS_TABLE, create_bars, read_slim_source
+from hft_pipeline.features.families.timeframes import (
+    TIMEFRAME_TABLE,
+    timeframe_bars_sql,
+    timeframe_join_sql,
+)
 from hft_pipeline.features.indicators import per_session
+from hft_pipeline.features.labels import (
+    THRESHOLD_MODES,
+    horizon_labels_sql,
+    labels_schema,
+    threshold_ticks_sql,
+)
+from hft_pipeline.features.quality import bars_per_session
 from hft_pipeline.features.registry import (
     BAR_INPUTS,
-    BAR_WINDOW,
     BAR_WINDOW_SQL,
     FEATURES,
     INDICATORS,
+    SESSION_WINDOW_SQL,
+    TIMEFRAMES,
+    max_warmup_bars,
 )
-from hft_pipeline.features.schema import (
-    BAR_INDEX,
-    SESSION_DATE,
-    SYMBOL,
-    TS,
-    direction_column,
-    forward_return_column,
-    forward_volatility_column,
-)
+from hft_pipeline.features.schema import BAR_INDEX, SESSION_DATE, SYMBOL, TS
 from hft_pipeline.layout import atomic_file
 from hft_pipeline.partitions import Session
 
@@ -57,25 +69,42 @@ FEATURES_SCHEMA = pa.schema(
 )
 PARQUET_COMPRESSION = "zstd"
 INDICATORS_TABLE = "bar_indicators"
+PREVIOUS_BARS_TABLE = "previous_bars"
+WARMUP_MODES = ("session", "previous_day")
+# Keys of the parquet metadata of every features and labels file.
+META_BAR_SECONDS = "hft.bar_seconds"
+META_WARMUP = "hft.warmup"
+# The previous day's tail is this many times the longest warm-up, so that the EMAs, whose
+# memory outlasts their nominal warm-up, have forgotten where the tail starts.
+_TAIL_WARMUPS = 2
+_NS_PER_SECOND = 1_000_000_000
 
 
-def labels_schema(horizon_bars: int) -> pa.Schema:
-    """Key columns, then forward return (float64), forward volatility (float64), direction
-    (int8: 0 down, 1 flat, 2 up) for a horizon of ``horizon_bars`` bars."""
-    return pa.schema(
-        [
-            *KEY_FIELDS,
-            pa.field(forward_return_column(horizon_bars), pa.float64()),
-            pa.field(forward_volatility_column(horizon_bars), pa.float64()),
-            pa.field(direction_column(horizon_bars), pa.int8()),
-        ]
-    )
+@dataclass(frozen=True)
+class PreviousDay:
+    """The previous trading day's SLIM files (root symbol -> path) and its session, whose tail
+    warms up the features of the day computed ("previous_day" warm-up)."""
+
+    slim_files: Mapping[str, Path]
+    session: Session
+
+
+def previous_tail_bars(bar_seconds: int) -> int:
+    """Bars of the previous day put before a session with the "previous_day" warm-up: twice the
+    longest warm-up, rounded up to whole 5-min bars so that those stay aligned on its close."""
+    per_slowest = max(seconds for _, seconds in TIMEFRAMES) // bar_seconds
+    return math.ceil(_TAIL_WARMUPS * max_warmup_bars(bar_seconds) / per_slowest) * per_slowest
 
 
 def compute_day(
-    slim_files: Mapping[str, Path], session: Session, settings: FeatureSettings
+    slim_files: Mapping[str, Path],
+    session: Session,
+    settings: FeatureSettings,
+    *,
+    bar_seconds: int | None = None,
+    previous_day: PreviousDay | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Features and labels of every symbol of one trading day.
+    """Features and labels of every symbol of one trading day at one bar interval.
 
     Parameters
     ----------
@@ -83,29 +112,49 @@ def compute_day(
         Root symbol -> that symbol's SLIM parquet file of the day. The tick size comes from each
         file's metadata; a file with zero rows gives bars whose features are NULL.
     session : Session
-        The trading day's session; bars cover [open, close) at ``settings.bar_seconds``.
+        The trading day's session; bars cover [open, close).
     settings : FeatureSettings
-        Bar interval, label horizon (bars) and direction threshold (ticks).
+        Label horizons, direction threshold and warm-up mode.
+    bar_seconds : int or None, default None
+        Bar interval in seconds, dividing 60; None means ``settings.bar_seconds``.
+    previous_day : PreviousDay or None, default None
+        Required with ``settings.warmup == "previous_day"`` (one SLIM file per symbol of
+        ``slim_files``), refused otherwise.
 
     Returns
     -------
     tuple[pa.Table, pa.Table]
         ``(features, labels)``, one row per bar and symbol, both sorted by symbol then ts with
         the key columns first. ``features`` has ``FEATURES_SCHEMA``; ``labels`` has
-        ``labels_schema(settings.horizon_bars)``, NULL over the last H bars of the session.
+        ``labels_schema(KEY_FIELDS, settings.horizons_bars)``, NULL over the last H bars of the
+        session. Both carry the bar interval and warm-up mode in their schema metadata
+        (``META_BAR_SECONDS``, ``META_WARMUP``).
     """
-    _check_settings(settings)
+    bar_seconds = settings.bar_seconds if bar_seconds is None else bar_seconds
+    check_settings(settings)
+    _check_bar_seconds(bar_seconds)
+    _check_previous_day(settings.warmup, previous_day, slim_files, session)
     sources = [read_slim_source(symbol, path, session) for symbol, path in slim_files.items()]
     with duckdb.connect() as connection:
-        create_bars(connection, sources, session, settings.bar_seconds)
-        connection.execute(_bar_inputs_sql())
+        tail_bars = 0
+        if previous_day is not None:
+            tail_bars = _create_previous_bars(connection, previous_day, bar_seconds)
+        create_bars(connection, sources, session, bar_seconds)
+        connection.execute(_bar_inputs_sql(tail_bars))
         connection.register(INDICATORS_TABLE, _indicators_table(connection))
+        for label, seconds in TIMEFRAMES:
+            connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
+        connection.execute(timeframe_join_sql())
         day = {"session_date": session.day}
         features = connection.sql(_features_sql(), params=day).to_arrow_table()
-        labels = connection.sql(
-            _labels_sql(settings.horizon_bars, settings.direction_threshold_ticks), params=day
-        ).to_arrow_table()
-    return features.cast(FEATURES_SCHEMA), labels.cast(labels_schema(settings.horizon_bars))
+        labels = connection.sql(_labels_sql(settings), params=day).to_arrow_table()
+    metadata = {META_BAR_SECONDS: str(bar_seconds), META_WARMUP: settings.warmup}
+    return (
+        features.cast(FEATURES_SCHEMA).replace_schema_metadata(metadata),
+        labels.cast(labels_schema(KEY_FIELDS, settings.horizons_bars)).replace_schema_metadata(
+            metadata
+        ),
+    )
 
 
 def write_day(features: pa.Table, labels: pa.Table, features_path: Path, labels_path: Path) -> None:
@@ -116,25 +165,104 @@ def write_day(features: pa.Table, labels: pa.Table, features_path: Path, labels_
             pq.write_table(table, temporary, compression=PARQUET_COMPRESSION)
 
 
-def _check_settings(settings: FeatureSettings) -> None:
-    if settings.horizon_bars < 1:
-        raise ValueError(f"horizon_bars must be >= 1, found {settings.horizon_bars}")
-    if not settings.direction_threshold_ticks > 0:
+def check_settings(settings: FeatureSettings) -> None:
+    """Raises ValueError naming the first inconsistent feature setting and how to fix it."""
+    for interval in settings.bar_intervals:
+        _check_bar_seconds(interval)
+    if settings.bar_seconds not in settings.bar_intervals:
+        raise ValueError(
+            f"bar_seconds={settings.bar_seconds} (the training interval) is not in "
+            f"bar_intervals={settings.bar_intervals}; add it to the list"
+        )
+    if not settings.horizons_bars or min(settings.horizons_bars) < 1:
+        raise ValueError(f"horizons_bars must be >= 1 bar each, found {settings.horizons_bars}")
+    if settings.horizon_bars not in settings.horizons_bars:
+        raise ValueError(
+            f"horizon_bars={settings.horizon_bars} (the primary horizon) is not in "
+            f"horizons_bars={settings.horizons_bars}; add it to the list"
+        )
+    if settings.direction_threshold_mode not in THRESHOLD_MODES:
+        raise ValueError(
+            f"direction_threshold_mode must be one of {THRESHOLD_MODES}, found "
+            f"{settings.direction_threshold_mode!r}"
+        )
+    if settings.direction_threshold_mode == "ticks" and not settings.direction_threshold_ticks > 0:
         raise ValueError(
             "direction_threshold_ticks must be > 0 (0 would make 'flat' impossible), "
             f"found {settings.direction_threshold_ticks}"
         )
+    if not settings.cost_ticks >= 0:
+        raise ValueError(f"cost_ticks must be >= 0, found {settings.cost_ticks}")
+    if settings.warmup not in WARMUP_MODES:
+        raise ValueError(f"warmup must be one of {WARMUP_MODES}, found {settings.warmup!r}")
+
+
+def _check_bar_seconds(bar_seconds: int) -> None:
+    if not (isinstance(bar_seconds, int) and bar_seconds > 0 and 60 % bar_seconds == 0):
+        raise ValueError(
+            f"a bar interval must be a whole number of seconds dividing 60 (1-min and 5-min "
+            f"bars are whole groups of bars), found {bar_seconds!r}"
+        )
+
+
+def _check_previous_day(
+    warmup: str,
+    previous_day: PreviousDay | None,
+    slim_files: Mapping[str, Path],
+    session: Session,
+) -> None:
+    if warmup == "session" and previous_day is not None:
+        raise ValueError(
+            "a previous day was given but warmup='session' restarts every session; set "
+            "warmup='previous_day' or leave previous_day out"
+        )
+    if warmup == "previous_day":
+        if previous_day is None:
+            raise ValueError(
+                f"warmup='previous_day' needs the SLIM files of the trading day before "
+                f"{session.day}; pass previous_day, or compute with warmup='session'"
+            )
+        missing = sorted(set(slim_files) - set(previous_day.slim_files))
+        if missing or previous_day.session.close_ns > session.open_ns:
+            raise ValueError(
+                f"previous day {previous_day.session.day} for {session.day}: it must close "
+                f"before the session opens and hold every symbol; missing {missing}"
+            )
+
+
+def _create_previous_bars(
+    connection: duckdb.DuckDBPyConnection, previous_day: PreviousDay, bar_seconds: int
+) -> int:
+    """Creates ``previous_bars``, the bars of the previous session's tail; returns their count
+    per symbol (the whole previous session when it is shorter than the tail)."""
+    session = previous_day.session
+    tail_ns = previous_tail_bars(bar_seconds) * bar_seconds * _NS_PER_SECOND
+    tail = Session(session.day, max(session.open_ns, session.close_ns - tail_ns), session.close_ns)
+    sources = [
+        read_slim_source(symbol, path, session) for symbol, path in previous_day.slim_files.items()
+    ]
+    create_bars(connection, sources, tail, bar_seconds)
+    connection.execute(f"ALTER TABLE {BARS_TABLE} RENAME TO {PREVIOUS_BARS_TABLE}")
+    return bars_per_session(tail.open_ns, tail.close_ns, bar_seconds)
 
 
 def _key_columns_sql() -> str:
     return f"{TS}, $session_date::DATE AS {SESSION_DATE}, {SYMBOL}, {BAR_INDEX}"
 
 
-def _bar_inputs_sql() -> str:
+def _bar_inputs_sql(tail_bars: int) -> str:
     derived = ", ".join(f"{sql} AS {name}" for name, sql in BAR_INPUTS)
+    # The previous day's tail, numbered back from this session's first bar (0).
+    previous = (
+        f"SELECT * REPLACE (({BAR_INDEX} - {tail_bars})::INTEGER AS {BAR_INDEX}), "
+        f"0 AS session_part FROM {PREVIOUS_BARS_TABLE} UNION ALL BY NAME "
+        if tail_bars
+        else ""
+    )
     return f"""
         CREATE OR REPLACE TEMP TABLE bar_inputs AS
-        SELECT *, {derived} FROM {BARS_TABLE} WINDOW {BAR_WINDOW_SQL}
+        WITH all_bars AS ({previous}SELECT *, 1 AS session_part FROM {BARS_TABLE})
+        SELECT *, {derived} FROM all_bars WINDOW {BAR_WINDOW_SQL}
     """
 
 
@@ -163,34 +291,36 @@ def _indicators_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
 def _features_sql() -> str:
     columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in FEATURES)
     return f"""
-        SELECT {_key_columns_sql()}, {columns}
-        FROM bar_inputs JOIN {INDICATORS_TABLE} USING ({SYMBOL}, {BAR_INDEX})
-        WINDOW {BAR_WINDOW_SQL}
+        SELECT * EXCLUDE (session_part) FROM (
+            SELECT {_key_columns_sql()}, session_part, {columns}
+            FROM bar_inputs
+            JOIN {INDICATORS_TABLE} USING ({SYMBOL}, {BAR_INDEX})
+            JOIN {TIMEFRAME_TABLE} USING ({SYMBOL}, {BAR_INDEX})
+            WINDOW {BAR_WINDOW_SQL}, {SESSION_WINDOW_SQL}
+        )
+        WHERE session_part = 1
         ORDER BY {SYMBOL}, {TS}
     """
 
 
-def _labels_sql(horizon_bars: int, threshold_ticks: float) -> str:
-    """Forward labels; LEAD and FOLLOWING frames stop at the partition end, which is the session
-    end, so the last H bars get NULL rather than a shorter horizon."""
-    future_mid = f"lead(mid, {horizon_bars}) OVER {BAR_WINDOW}"
-    following = f"({BAR_WINDOW} ROWS BETWEEN 1 FOLLOWING AND {horizon_bars} FOLLOWING)"
-    # Prices sit on the tick grid; rounding removes float noise such as 0.9999999 ticks.
-    move_ticks = f"round(({future_mid} - mid) / tick_size, 6)"
+def _labels_sql(settings: FeatureSettings) -> str:
+    threshold = threshold_ticks_sql(
+        settings.direction_threshold_mode,
+        settings.direction_threshold_ticks,
+        settings.cost_ticks,
+    )
+    horizons = ", ".join(
+        horizon_labels_sql(horizon, "threshold_ticks") for horizon in settings.horizons_bars
+    )
     return f"""
-        SELECT
-            {_key_columns_sql()},
-            CASE WHEN mid > 0 AND {future_mid} > 0 THEN ln({future_mid} / mid) END
-                AS {forward_return_column(horizon_bars)},
-            CASE WHEN count(mid_log_return) OVER {following} = {horizon_bars}
-                THEN sqrt(sum(mid_log_return * mid_log_return) OVER {following}) END
-                AS {forward_volatility_column(horizon_bars)},
-            (CASE
-                WHEN {move_ticks} <= -{threshold_ticks!r} THEN 0
-                WHEN {move_ticks} >= {threshold_ticks!r} THEN 2
-                WHEN {move_ticks} IS NOT NULL THEN 1
-            END)::TINYINT AS {direction_column(horizon_bars)}
-        FROM bar_inputs
-        WINDOW {BAR_WINDOW_SQL}
+        WITH thresholded AS (
+            SELECT *, {threshold} AS threshold_ticks FROM bar_inputs WINDOW {BAR_WINDOW_SQL}
+        )
+        SELECT * EXCLUDE (session_part) FROM (
+            SELECT {_key_columns_sql()}, session_part, {horizons}
+            FROM thresholded
+            WINDOW {BAR_WINDOW_SQL}
+        )
+        WHERE session_part = 1
         ORDER BY {SYMBOL}, {TS}
     """

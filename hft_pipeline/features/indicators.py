@@ -19,6 +19,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 
 Indicator = Callable[..., np.ndarray]
+# Bars per block of the VPIN computation: its (block, buckets + 1) arrays stay in cache.
+_VPIN_CHUNK_BARS = 4096
 
 
 def per_session(
@@ -156,6 +158,21 @@ def rolling_std(close: np.ndarray, window: int) -> np.ndarray:
     return result
 
 
+def _vpin_values(
+    ends: np.ndarray, size: np.ndarray, clock: np.ndarray, buys: np.ndarray, buckets: int
+) -> np.ndarray:
+    """VPIN of the bars closing at cumulative volume ``ends`` with bucket sizes ``size``;
+    ``clock`` and ``buys`` are the cumulative volume and buys at the closes of bars with volume."""
+    # Bucket edges back from each close: (bars, buckets + 1), latest edge first.
+    edges = ends[:, None] - size[:, None] * np.arange(buckets + 1)
+    buy_at_edges = np.interp(edges, clock, buys)
+    bucket_buys = buy_at_edges[:, :-1] - buy_at_edges[:, 1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.abs(2.0 * bucket_buys - size[:, None]).mean(axis=1) / size
+    value[(size <= 0) | (edges[:, -1] < 0)] = np.nan
+    return value
+
+
 def vpin(
     buy_volume: np.ndarray,
     sell_volume: np.ndarray,
@@ -184,12 +201,9 @@ def vpin(
     clock, buys = cumulative_volume[moves], cumulative_buy[moves]
     ends = cumulative_volume[size_bars + 1 :]  # (bars - size_bars,): close of bars size_bars..
     size = bucket_share * (cumulative_volume[size_bars:-1] - cumulative_volume[: -size_bars - 1])
-    # Bucket edges back from each close: (bars - size_bars, buckets + 1), latest edge first.
-    edges = ends[:, None] - size[:, None] * np.arange(buckets + 1)
-    buy_at_edges = np.interp(edges, clock, buys)
-    bucket_buys = buy_at_edges[:, :-1] - buy_at_edges[:, 1:]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.abs(2.0 * bucket_buys - size[:, None]).mean(axis=1) / size
-    value[(size <= 0) | (edges[:, -1] < 0)] = np.nan
-    result[size_bars:] = value
+    # A bar's value reads its own edges only, so blocks of bars give the same values.
+    for start in range(0, ends.size, _VPIN_CHUNK_BARS):
+        chunk = slice(start, start + _VPIN_CHUNK_BARS)
+        values = _vpin_values(ends[chunk], size[chunk], clock, buys, buckets)
+        result[size_bars + start : size_bars + start + values.size] = values
     return result

@@ -1,16 +1,23 @@
 """DuckDB views over the daily feature and label files, and reading a training window.
 
 Daily partitions write their own parquet files (in parallel, no lock involved); ``hft.duckdb``
-holds only views (``features``, ``labels``, and those other stages register with
-:func:`refresh_view`), whose ``read_parquet(glob)`` lists the files again at every query, so a
-new day shows up without recreating the view.
+holds only views, whose ``read_parquet(glob)`` lists the files again at every query, so a new
+day shows up without recreating the view:
+
+- ``features`` and ``labels``: every day at the training interval (``bar_seconds``);
+- ``features_<N>s`` and ``labels_<N>s``: every day at each interval N of ``bar_intervals``
+  (:func:`interval_view_name`), the training one included;
+- those other stages register with :func:`refresh_view` (e.g. ``walk_forward``).
+
+The refresh takes the DuckDB file's lock for well under a second and waits while another
+process holds it, so partitions materializing in parallel never fail on the lock.
 """
 
 from __future__ import annotations
 
 import glob
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -53,7 +60,9 @@ def refresh_views(
     TimeoutError
         When the file stayed locked for ``lock_timeout_s`` seconds.
     """
-    _refresh(duckdb_path, {FEATURES_VIEW: features_glob, LABELS_VIEW: labels_glob}, lock_timeout_s)
+    refresh_named_views(
+        duckdb_path, {FEATURES_VIEW: features_glob, LABELS_VIEW: labels_glob}, lock_timeout_s
+    )
 
 
 def refresh_view(
@@ -61,10 +70,19 @@ def refresh_view(
 ) -> None:
     """Creates or replaces one view ``view`` over the parquet files matching ``pattern`` (e.g.
     the walk-forward metrics), with the rules of :func:`refresh_views`."""
-    _refresh(duckdb_path, {view: pattern}, lock_timeout_s)
+    refresh_named_views(duckdb_path, {view: pattern}, lock_timeout_s)
 
 
-def _refresh(duckdb_path: Path, patterns: dict[str, str], lock_timeout_s: float) -> None:
+def interval_view_name(table: str, bar_seconds: int) -> str:
+    """Name of the view over one interval's daily files, e.g. ``features_1s``."""
+    return f"{table}_{bar_seconds}s"
+
+
+def refresh_named_views(
+    duckdb_path: Path, patterns: Mapping[str, str], lock_timeout_s: float = LOCK_TIMEOUT_S
+) -> None:
+    """Creates or replaces each view (name -> glob of parquet files) in one connection, with
+    the rules of :func:`refresh_views`."""
     statements = [_view_statement(view, pattern) for view, pattern in patterns.items()]
     duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     connection = _connect_when_unlocked(duckdb_path, read_only=False, timeout_s=lock_timeout_s)

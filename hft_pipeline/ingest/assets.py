@@ -1,13 +1,19 @@
 """Ingest stage: raw archives observed in the bucket -> one SLIM parquet file per symbol and
 trading day, with blocking data-quality checks."""
 
+import dataclasses
 import datetime as dt
 import json
 
 import dagster as dg
 
 from hft_pipeline.config import PipelineSettings
-from hft_pipeline.ingest.quality import QUALITY_CHECKS, run_quality_checks, write_check_record
+from hft_pipeline.ingest.quality import (
+    QUALITY_CHECKS,
+    QualityCheck,
+    run_quality_checks,
+    write_check_record,
+)
 from hft_pipeline.ingest.raw_keys import (
     RawArchive,
     RawKeyParser,
@@ -16,9 +22,13 @@ from hft_pipeline.ingest.raw_keys import (
     list_session_archives,
     session_archives,
 )
-from hft_pipeline.ingest.slim import ArchiveError, build_slim_day, read_slim_metadata
-from hft_pipeline.ingest.slim_schema import META_CONTRACT_VOLUMES
-from hft_pipeline.instruments import root_spec
+from hft_pipeline.ingest.slim import (
+    ArchiveError,
+    SlimSummary,
+    build_slim_day,
+    read_slim_metadata,
+)
+from hft_pipeline.ingest.slim_schema import META_CONTRACT_VOLUMES, META_TICK_SIZE
 from hft_pipeline.layout import Layout
 from hft_pipeline.partitions import (
     PipelinePartitions,
@@ -37,6 +47,29 @@ def archive_metadata(archives: list[RawArchive]) -> dict[str, dg.MetadataValue]:
             [{"key": a.object.key, "size": a.object.size, "etag": a.object.etag} for a in archives]
         ),
     }
+
+
+def source_metadata(summary: SlimSummary) -> dict[str, dg.MetadataValue]:
+    """What only some sources have: the bars' interval, the MBO replay's counts."""
+    metadata = {}
+    if summary.bar_interval_ns is not None:
+        metadata["bar_interval_ns"] = dg.MetadataValue.int(summary.bar_interval_ns)
+    if summary.mbo_replay is not None:
+        metadata["mbo_replay"] = dg.MetadataValue.json(dataclasses.asdict(summary.mbo_replay))
+    return metadata
+
+
+def check_metadata(check: QualityCheck) -> dict[str, dg.MetadataValue]:
+    """A check's counts, and where to look when it says so."""
+    metadata = {
+        "violations": dg.MetadataValue.int(check.violations),
+        "rows": dg.MetadataValue.int(check.rows),
+    }
+    if check.detail:
+        metadata["detail"] = dg.MetadataValue.text(check.detail)
+    if check.example_ts_recv is not None:
+        metadata["example_ts_recv"] = dg.MetadataValue.int(check.example_ts_recv)
+    return metadata
 
 
 def build_ingest_assets(
@@ -104,10 +137,22 @@ def build_ingest_assets(
                 out_path,
                 expected_utc_days=session.utc_days,
                 previous_contract_volumes=previous_contract_volumes(day, symbol),
+                front_contract_rule=settings.data.front_contract_rule,
+                trading_hours=settings.data.trading_hours,
+                memory_mb=settings.data.ingest_memory_mb,
+                max_uncompressed_gb=settings.data.archive_max_uncompressed_gb,
+                max_compression_ratio=settings.data.archive_max_compression_ratio,
             )
         except ArchiveError as error:
             raise dg.Failure(f"slim_parquet[{context.partition_key}]: {error}") from error
-        checks = run_quality_checks(out_path, root_spec(symbol).tick_size, len(missing_days))
+        # The tick the file was written with (a definition record's, when the archive had one).
+        tick_size = float(read_slim_metadata(out_path)[META_TICK_SIZE])
+        checks = run_quality_checks(
+            out_path,
+            tick_size,
+            len(missing_days),
+            max_gap_seconds=settings.data.max_gap_seconds,
+        )
         write_check_record(out_path, checks)
         if settings.data.upload_slim:
             store.upload(out_path, f"slim/{day:%Y}/{out_path.name}")
@@ -116,7 +161,16 @@ def build_ingest_assets(
                 "path": dg.MetadataValue.path(str(out_path)),
                 "rows": dg.MetadataValue.int(summary.rows),
                 "contract": dg.MetadataValue.text(summary.contract),
+                "front_contract_rule": dg.MetadataValue.text(summary.front_contract_rule),
+                "trading_hours": dg.MetadataValue.text(settings.data.trading_hours),
+                "source_ts_recv_regressions": dg.MetadataValue.int(
+                    summary.source_ts_recv_regressions
+                ),
                 "contract_volumes": dg.MetadataValue.json(summary.contract_volumes),
+                "tick_size": dg.MetadataValue.float(summary.tick_size),
+                "tick_size_source": dg.MetadataValue.text(summary.tick_size_source),
+                "schemas": dg.MetadataValue.json(summary.schemas),
+                **source_metadata(summary),
                 "degraded": dg.MetadataValue.bool(summary.degraded),
                 "partial": dg.MetadataValue.bool(summary.partial),
                 "source_archives": dg.MetadataValue.json([a.object.key for a in archives]),
@@ -128,7 +182,7 @@ def build_ingest_assets(
                     passed=check.passed,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=check.description,
-                    metadata={"violations": check.violations, "rows": check.rows},
+                    metadata=check_metadata(check),
                 )
                 for check in checks
             ],

@@ -3,7 +3,9 @@ simulator, checked against databento-dbn's own decoder in the tests.
 
 DBN stream: b"DBN", a version byte (1, 2 or 3), a little-endian u32 metadata length, the
 metadata, then records. Each record starts with a 16-byte header whose first byte is the
-record length in 4-byte words. Prices are int64 fixed-point with scale 1e-9.
+record length in 4-byte words. Prices are int64 fixed-point with scale 1e-9. The layouts here
+(MBP-10, MBP-1/TBBO, trades, OHLCV, MBO) are identical in versions 1, 2 and 3; the versions
+differ in the metadata and in records not decoded here (definitions, statistics, errors).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ RTYPE_MBP_1 = 0x01
 RTYPE_MBP_10 = 0x0A
 RTYPE_OHLCV_1S = 0x20
 RTYPE_OHLCV_1M = 0x21
+RTYPE_OHLCV_1H = 0x22
+RTYPE_OHLCV_1D = 0x23
 RTYPE_MBO = 0xA0
 
 RECORD_HEADER_FIELDS = [
@@ -86,8 +90,18 @@ MBO_DTYPE = np.dtype(
     ]
 )  # 56 bytes
 
+# Each bar type's interval in ns: a bar opening at ts_event is known at ts_event + interval.
+BAR_INTERVAL_NS_BY_RTYPE = {
+    RTYPE_OHLCV_1S: 1_000_000_000,
+    RTYPE_OHLCV_1M: 60_000_000_000,
+    RTYPE_OHLCV_1H: 3_600_000_000_000,
+    RTYPE_OHLCV_1D: 86_400_000_000_000,
+}
+
 DTYPE_BY_RTYPE = {
     RTYPE_MBP_0: TRADE_DTYPE,
     RTYPE_MBP_1: MBP1_DTYPE,
     RTYPE_MBP_10: MBP10_DTYPE,
+    RTYPE_MBO: MBO_DTYPE,
+    **dict.fromkeys(BAR_INTERVAL_NS_BY_RTYPE, OHLCV_DTYPE),
 }

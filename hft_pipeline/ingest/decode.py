@@ -2,9 +2,9 @@
 
 A DBN stream is b"DBN", a version byte (1, 2 or 3), a little-endian u32 metadata length, the
 metadata, then fixed-size records (layouts in :mod:`hft_pipeline.ingest.dbn_layout`; MBP-10,
-MBP-1/TBBO and trade records are the same in all three versions). Records are viewed in place
-with ``np.frombuffer`` over whole records; bytes of a record cut by a chunk boundary are
-carried to the next chunk.
+MBP-1/TBBO, trade, OHLCV and MBO records are the same in all three versions, and
+databento-dbn upgrades v1/v2 metadata). Records are viewed in place with ``np.frombuffer``
+over whole records; bytes of a record cut by a chunk boundary are carried to the next chunk.
 """
 
 from __future__ import annotations
@@ -21,9 +21,14 @@ import numpy as np
 from hft_pipeline.ingest.dbn_layout import (
     DTYPE_BY_RTYPE,
     PRELUDE_SIZE,
+    RTYPE_MBO,
     RTYPE_MBP_0,
     RTYPE_MBP_1,
     RTYPE_MBP_10,
+    RTYPE_OHLCV_1D,
+    RTYPE_OHLCV_1H,
+    RTYPE_OHLCV_1M,
+    RTYPE_OHLCV_1S,
 )
 
 SUPPORTED_VERSIONS = (1, 2, 3)
@@ -33,8 +38,22 @@ RTYPE_BY_SCHEMA = {
     "mbp-1": RTYPE_MBP_1,
     "tbbo": RTYPE_MBP_1,
     "trades": RTYPE_MBP_0,
+    "ohlcv-1s": RTYPE_OHLCV_1S,
+    "ohlcv-1m": RTYPE_OHLCV_1M,
+    "ohlcv-1h": RTYPE_OHLCV_1H,
+    "ohlcv-1d": RTYPE_OHLCV_1D,
+    "mbo": RTYPE_MBO,
 }
-RECORD_NAMES = {RTYPE_MBP_10: "MBP-10", RTYPE_MBP_1: "MBP-1", RTYPE_MBP_0: "trade"}
+RECORD_NAMES = {
+    RTYPE_MBP_10: "MBP-10",
+    RTYPE_MBP_1: "MBP-1",
+    RTYPE_MBP_0: "trade",
+    RTYPE_OHLCV_1S: "OHLCV-1s",
+    RTYPE_OHLCV_1M: "OHLCV-1m",
+    RTYPE_OHLCV_1H: "OHLCV-1h",
+    RTYPE_OHLCV_1D: "OHLCV-1d",
+    RTYPE_MBO: "MBO",
+}
 # Real metadata is kilobytes (symbol lists, mappings); more is a damaged length field.
 _MAX_METADATA_BYTES = 256 * 2**20
 _NS_PER_DAY = 86_400 * 10**9
@@ -91,7 +110,7 @@ def read_dbn_header(stream: ByteStream) -> DbnHeader:
     DbnFormatError
         No ``DBN`` magic, an unknown version, or a stream that ends within the metadata.
     """
-    prelude = _read_up_to(stream, PRELUDE_SIZE)
+    prelude = read_up_to(stream, PRELUDE_SIZE)
     if len(prelude) < PRELUDE_SIZE or prelude[:3] != b"DBN":
         raise DbnFormatError(
             f"not a DBN stream: starts with {prelude[:8]!r}, expected b'DBN' and a version byte"
@@ -104,7 +123,7 @@ def read_dbn_header(stream: ByteStream) -> DbnHeader:
     (metadata_length,) = struct.unpack("<I", prelude[4:8])
     if metadata_length > _MAX_METADATA_BYTES:
         raise DbnFormatError(f"metadata length {metadata_length} bytes is implausible")
-    encoded = _read_up_to(stream, metadata_length)
+    encoded = read_up_to(stream, metadata_length)
     if len(encoded) < metadata_length:
         raise DbnFormatError(
             f"stream ends within the metadata ({len(encoded)} of {metadata_length} bytes)"
@@ -146,12 +165,14 @@ def iter_record_chunks(
         The stream's header.
     chunk_records : int, default 65_536
         Records per yielded array; about ``chunk_records * 368`` bytes are read at a time for
-        MBP-10.
+        MBP-10 (56 bytes per record for OHLCV and MBO).
 
     Yields
     ------
     numpy.ndarray
-        Read-only arrays of dtype ``MBP10_DTYPE``, ``MBP1_DTYPE`` or ``TRADE_DTYPE``.
+        Read-only arrays of dtype ``MBP10_DTYPE``, ``MBP1_DTYPE``, ``TRADE_DTYPE``,
+        ``OHLCV_DTYPE`` (every bar interval; ``rtype`` says which) or ``MBO_DTYPE`` (order
+        events: replay them with :class:`hft_pipeline.ingest.mbo_book.MboBookReplay`).
 
     Raises
     ------
@@ -167,14 +188,14 @@ def iter_record_chunks(
         raise DbnFormatError(
             f"schema {header.schema!r} is not decoded here; use one of {sorted(RTYPE_BY_SCHEMA)}"
         )
-    first = _read_up_to(stream, 2)  # length (in 4-byte words) and rtype of the first record
+    first = read_up_to(stream, 2)  # length (in 4-byte words) and rtype of the first record
     if not first:
         return
     dtype, rtype = _record_dtype(first, header), first[1]
     carry, records_before = first, 0
     chunk_bytes = chunk_records * dtype.itemsize
     while True:
-        block = carry + _read_up_to(stream, chunk_bytes - len(carry))
+        block = carry + read_up_to(stream, chunk_bytes - len(carry))
         whole = len(block) // dtype.itemsize
         if whole:
             records = np.frombuffer(block, dtype=dtype, count=whole)
@@ -229,7 +250,7 @@ def _check_record_headers(
         )
 
 
-def _read_up_to(stream: ByteStream, size: int) -> bytes:
+def read_up_to(stream: ByteStream, size: int) -> bytes:
     """Read ``size`` bytes, fewer only at the end of the stream (decompressors return less)."""
     parts, remaining = [], size
     while remaining > 0:

@@ -1,94 +1,157 @@
 """Data-quality checks of one SLIM file, computed in DuckDB (pure: file in, verdicts out).
 
-Their verdicts are stored beside the SLIM file (``*.checks.json``) so that a later run of
+Row rules are evaluated in one pass over the file (plus one pass for duplicates); each
+verdict keeps its violation count, the row count, what the rule means and the first offending
+``ts_recv`` so that a user can find the problem. Missing prices are null and never violate a
+rule. Verdicts are stored beside the SLIM file (``*.checks.json``) so that a later run of
 `features` can refuse a day whose latest SLIM checks failed, whichever run produced them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from hft_pipeline.config import DataSettings
+from hft_pipeline.ingest.slim_schema import (
+    BOOK_LEVELS,
+    META_SESSION_CLOSE_NS,
+    META_SESSION_OPEN_NS,
+    META_SOURCE_TS_RECV_REGRESSIONS,
+    META_TRADE_TICK_SIZE,
+)
 from hft_pipeline.layout import atomic_file
 
 
 @dataclass(frozen=True)
 class QualityCheck:
+    """One rule's verdict over one SLIM file; it passes with no violation."""
+
     name: str
     passed: bool
     violations: int
     rows: int
     description: str
+    example_ts_recv: int | None = None  # the first offending row's ts_recv, in file order
+    detail: str = ""  # where to look: first offence, largest gap, what was not checked
 
 
 QUALITY_CHECKS = (
     "session_complete",
     "not_empty",
     "book_not_crossed",
+    "book_not_locked",
     "prices_on_tick_grid",
     "ts_event_not_after_ts_recv",
     "ts_recv_ordered",
+    "source_ts_recv_monotonic",
+    "no_duplicate_records",
+    "no_gaps_over_threshold",
+    "bar_range_contains_open_close",
+    "bar_volume_not_negative",
 )
+# Prices checked against the tick; trade prices against the trade tick when the file has one.
+PRICE_COLUMNS = (
+    *(f"{side}_px_{level:02d}" for side in ("bid", "ask") for level in range(BOOK_LEVELS)),
+    "open",
+    "high",
+    "low",
+    "close",
+)
+TRADE_PRICE_COLUMN = "trade_px"
+# Rows that end an event: DBN's F_LAST flag (the records of one event share ts_recv, and the
+# book may cross between them, e.g. an aggressor's add before its fills); rows without flags
+# (bars, LOBSTER) are whole events.
+_EVENT_COMPLETE = "coalesce((flags & 128) <> 0, true)"
+# A price is on the grid when price / tick is within this of an integer (float64 rounding).
+_TICK_TOLERANCE = 1e-6
 
 
 def run_quality_checks(
-    slim_path: Path, tick_size: float, missing_utc_days: int = 0
+    slim_path: Path,
+    tick_size: float,
+    missing_utc_days: int = 0,
+    *,
+    max_gap_seconds: float = DataSettings.max_gap_seconds,
 ) -> list[QualityCheck]:
-    """Counts violations of each rule over the file's rows; a check passes with none.
+    """Count violations of each rule of ``QUALITY_CHECKS`` over the file's rows.
 
-    ``missing_utc_days`` is how many UTC days of the session had no archive: a partial
-    session is written (to be inspected) but fails `session_complete`.
+    Parameters
+    ----------
+    slim_path : Path
+        A SLIM parquet file.
+    tick_size : float
+        The contract's tick, in currency units: every price must be a multiple of it, except
+        trade prices when the file's metadata has ``hft.trade_tick_size`` (then a multiple of
+        that: LOBSTER's hidden executions print at midpoints).
+    missing_utc_days : int, default 0
+        UTC days of the session that had no archive: a partial session is written (to be
+        inspected) but fails `session_complete`.
+    max_gap_seconds : float, default DataSettings.max_gap_seconds (300)
+        Longest quiet time allowed between consecutive records, and between the session's
+        open or close (from the file's metadata, when recorded) and the nearest record.
+
+    Returns
+    -------
+    list[QualityCheck]
+        One verdict per name of ``QUALITY_CHECKS``, in that order.
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read as SLIM parquet, or its metadata holds a malformed value.
     """
-    rules = {
-        "not_empty": (
-            "count(*) = 0",
-            "the session has at least one record",
-        ),
-        "book_not_crossed": (
-            "bid_px_00 >= ask_px_00",
-            "best bid strictly below best ask wherever both sides are present",
-        ),
-        "prices_on_tick_grid": (
-            f"abs(bid_px_00 / {tick_size!r} - round(bid_px_00 / {tick_size!r})) > 1e-6 "
-            f"OR abs(ask_px_00 / {tick_size!r} - round(ask_px_00 / {tick_size!r})) > 1e-6 "
-            f"OR abs(trade_px / {tick_size!r} - round(trade_px / {tick_size!r})) > 1e-6",
-            f"best prices and trade prices are multiples of the tick ({tick_size})",
-        ),
-        "ts_event_not_after_ts_recv": (
-            "ts_event > ts_recv",
-            "the venue's event time is not after our receive time",
-        ),
-        "ts_recv_ordered": (
-            "ts_recv < lag(ts_recv) OVER (ORDER BY file_row_number)",
-            "rows are in arrival (ts_recv) order",
-        ),
+    metadata = _file_metadata(slim_path)
+    session_open = _metadata_int(slim_path, metadata, META_SESSION_OPEN_NS)
+    session_close = _metadata_int(slim_path, metadata, META_SESSION_CLOSE_NS)
+    trade_tick_size = _metadata_float(slim_path, metadata, META_TRADE_TICK_SIZE) or tick_size
+    max_gap_ns = round(max_gap_seconds * 1e9)
+    record_rules = _record_rules(tick_size, trade_tick_size)
+    sequence_rules = _sequence_rules(max_gap_ns)
+    path_text = _sql_text(slim_path.as_posix())
+    try:
+        with duckdb.connect() as connection:
+            scan = _scan_rules(connection, path_text, record_rules, sequence_rules, session_open)
+            duplicates, duplicate_example = connection.execute(
+                _DUPLICATES_SQL.format(path=path_text)
+            ).fetchone()
+    except duckdb.Error as error:
+        raise ValueError(f"{slim_path.name}: cannot run the quality checks ({error})") from error
+
+    rows = scan["rows"]
+    checks = {
+        name: _row_check(name, scan[name], rows, description, scan[f"{name}_example"])
+        for name, (_, description) in {**record_rules, **sequence_rules}.items()
     }
-    source = f"read_parquet('{slim_path.as_posix()}', file_row_number = true)"
-    with duckdb.connect() as connection:
-        rows = connection.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
-        checks = [
-            QualityCheck(
-                "session_complete",
-                missing_utc_days == 0,
-                missing_utc_days,
-                rows,
-                "every UTC day the session overlaps had an archive",
-            )
-        ]
-        for name, (violation, description) in rules.items():
-            if name == "not_empty":
-                violations = int(rows == 0)
-            else:
-                # Window expressions cannot sit in a FILTER clause: flag rows first, then count.
-                violations = connection.execute(
-                    f"SELECT count(*) FILTER (WHERE bad) FROM "
-                    f"(SELECT coalesce({violation}, false) AS bad FROM {source})"
-                ).fetchone()[0]
-            checks.append(QualityCheck(name, violations == 0, int(violations), rows, description))
-    return checks
+    checks["no_gaps_over_threshold"] = _with_session_edges(
+        checks["no_gaps_over_threshold"], scan, session_open, session_close, max_gap_ns
+    )
+    checks["session_complete"] = QualityCheck(
+        "session_complete",
+        missing_utc_days == 0,
+        missing_utc_days,
+        rows,
+        "every UTC day the session overlaps had an archive",
+    )
+    checks["not_empty"] = QualityCheck(
+        "not_empty", rows > 0, int(rows == 0), rows, "the session has at least one record"
+    )
+    checks["source_ts_recv_monotonic"] = _source_regressions_check(slim_path, metadata, rows)
+    checks["no_duplicate_records"] = _row_check(
+        "no_duplicate_records",
+        int(duplicates or 0),
+        rows,
+        "no row repeats another in every column",
+        duplicate_example,
+    )
+    return [checks[name] for name in QUALITY_CHECKS]
 
 
 def checks_file(slim_path: Path) -> Path:
@@ -109,3 +172,232 @@ def failed_checks(slim_path: Path) -> list[str]:
             "slim_parquet partition so its data-quality checks run"
         )
     return [check["name"] for check in json.loads(record.read_text()) if not check["passed"]]
+
+
+def _record_rules(tick_size: float, trade_tick_size: float) -> dict[str, tuple[str, str]]:
+    """Check name -> (SQL condition true on an offending row, what the rule means), for rules
+    that read one row."""
+    off_grid = " OR ".join(
+        [_off_grid(column, tick_size) for column in PRICE_COLUMNS]
+        + [_off_grid(TRADE_PRICE_COLUMN, trade_tick_size)]
+    )
+    trades = "" if trade_tick_size == tick_size else f", trades of {trade_tick_size}"
+    return {
+        "book_not_crossed": (
+            f"bid_px_00 > ask_px_00 AND {_EVENT_COMPLETE}",
+            "best bid is not above best ask once each event is complete",
+        ),
+        "book_not_locked": (
+            f"bid_px_00 = ask_px_00 AND {_EVENT_COMPLETE}",
+            "best bid does not equal best ask once each event is complete",
+        ),
+        "prices_on_tick_grid": (
+            off_grid,
+            f"every book level, trade and bar price is a multiple of the tick ({tick_size}"
+            f"{trades})",
+        ),
+        "ts_event_not_after_ts_recv": (
+            "ts_event > ts_recv",
+            "the venue's event time is not after our receive time",
+        ),
+        "bar_range_contains_open_close": (
+            "high < greatest(open, close) OR low > least(open, close)",
+            "each bar's high is at least its open and close, its low at most both",
+        ),
+        "bar_volume_not_negative": ("volume < 0", "each bar's volume is not negative"),
+    }
+
+
+def _off_grid(column: str, tick_size: float) -> str:
+    """SQL condition: ``column`` is not a multiple of ``tick_size`` (null: not off the grid)."""
+    tick = repr(float(tick_size))
+    return f"abs({column} / {tick} - round({column} / {tick})) > {_TICK_TOLERANCE}"
+
+
+def _sequence_rules(max_gap_ns: int) -> dict[str, tuple[str, str]]:
+    """The same for rules that also read ``previous_ts_recv``: the ts_recv of the row before in
+    file order (the session open for the first row, when recorded)."""
+    return {
+        "ts_recv_ordered": (
+            "ts_recv < previous_ts_recv AND file_row_number > 0",
+            "rows are in arrival (ts_recv) order",
+        ),
+        "no_gaps_over_threshold": (
+            f"ts_recv - previous_ts_recv > {max_gap_ns}",
+            f"no quiet time over {max_gap_ns / 1e9:g} s between records or from the session's "
+            "open and to its close",
+        ),
+    }
+
+
+def _scan_rules(
+    connection: duckdb.DuckDBPyConnection,
+    path_text: str,
+    record_rules: dict[str, tuple[str, str]],
+    sequence_rules: dict[str, tuple[str, str]],
+    session_open: int | None,
+) -> dict[str, int | None]:
+    """One pass: rows, each rule's violations and first offence, the largest gap and last row.
+
+    Record rules become booleans before the window, so that only they, ``ts_recv`` and the row
+    number are carried through the window's sort, not the file's ~80 columns.
+    """
+    first_previous = "NULL" if session_open is None else str(session_open)
+
+    def flags(rules: dict[str, tuple[str, str]]) -> str:
+        return ", ".join(
+            f'coalesce({condition}, false) AS "{name}"' for name, (condition, _) in rules.items()
+        )
+
+    aggregates = ", ".join(
+        f'count(*) FILTER (WHERE "{name}") AS "{name}", '
+        f'arg_min(ts_recv, file_row_number) FILTER (WHERE "{name}") AS "{name}_example"'
+        for name in (*record_rules, *sequence_rules)
+    )
+    sql = f"""
+        WITH flagged AS (
+            SELECT file_row_number, ts_recv, {flags(record_rules)}
+            FROM read_parquet('{path_text}', file_row_number = true)
+        ), ordered AS (
+            SELECT *, coalesce(lag(ts_recv) OVER (ORDER BY file_row_number), {first_previous})
+                AS previous_ts_recv
+            FROM flagged
+        ), judged AS (
+            SELECT *, {flags(sequence_rules)} FROM ordered
+        )
+        SELECT count(*) AS rows,
+               max(ts_recv - previous_ts_recv) AS largest_gap_ns,
+               arg_max(ts_recv, ts_recv - previous_ts_recv) AS largest_gap_end,
+               arg_max(ts_recv, file_row_number) AS last_ts_recv,
+               {aggregates}
+        FROM judged
+    """
+    cursor = connection.execute(sql)
+    names = [column[0] for column in cursor.description]
+    return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+# Rows identical in every column agree on these: rows sharing them with another row are the
+# only candidates, so the exact comparison of every column runs on few rows, not the file.
+_DUPLICATE_KEY = (
+    "ts_recv, ts_event, sequence, instrument_id, action, flags, bid_px_00, ask_px_00, "
+    "bid_sz_00, ask_sz_00, trade_px, trade_sz, close, volume"
+)
+# Identical rows share their ts_recv: the smallest is the first duplicate's (rows are sorted).
+_DUPLICATES_SQL = f"""
+    SELECT sum(copies - 1), min(ts_recv)
+    FROM (
+        SELECT *, count(*) AS copies
+        FROM (
+            SELECT * FROM read_parquet('{{path}}')
+            QUALIFY count(*) OVER (PARTITION BY {_DUPLICATE_KEY}) > 1
+        )
+        GROUP BY ALL
+    )
+    WHERE copies > 1
+"""
+
+
+def _row_check(
+    name: str, violations: int, rows: int, description: str, example: int | None
+) -> QualityCheck:
+    return QualityCheck(
+        name, violations == 0, violations, rows, description, example, _first_offence(example)
+    )
+
+
+def _first_offence(example: int | None) -> str:
+    return "" if example is None else f"first offence at {_utc_text(example)} (ts_recv {example})"
+
+
+def _with_session_edges(
+    gaps: QualityCheck,
+    scan: dict[str, int | None],
+    session_open: int | None,
+    session_close: int | None,
+    max_gap_ns: int,
+) -> QualityCheck:
+    """Add the quiet time from the last record (or the open, when empty) to the session close,
+    and say where the largest gap ends; a gap's offence is the record (or close) ending it,
+    the closing gap's is the last record."""
+    violations, example = gaps.violations, gaps.example_ts_recv
+    largest, largest_end = scan["largest_gap_ns"], scan["largest_gap_end"]
+    last = scan["last_ts_recv"] if scan["rows"] else session_open
+    if session_close is not None and last is not None:
+        closing_gap = session_close - last
+        if closing_gap > max_gap_ns:
+            violations += 1
+            example = last if example is None else example
+        if largest is None or closing_gap > largest:
+            largest, largest_end = closing_gap, session_close
+    if largest is None:
+        return gaps
+    end = "the session close" if largest_end == session_close else "the record"
+    detail = f"largest gap {largest / 1e9:.3f} s, ending at {end} at {_utc_text(largest_end)}"
+    if example is not None:
+        detail += f"; {_first_offence(example)}"
+    return dataclasses.replace(
+        gaps, passed=violations == 0, violations=violations, example_ts_recv=example, detail=detail
+    )
+
+
+def _source_regressions_check(slim_path: Path, metadata: dict[str, str], rows: int) -> QualityCheck:
+    """Read from the metadata the SLIM builder records; a file without it (a source or a
+    builder that does not count) passes, saying it was not checked, rather than failing every
+    day for a fact that is unknown."""
+    name = "source_ts_recv_monotonic"
+    description = "ts_recv never decreased between consecutive source records (before sorting)"
+    if META_SOURCE_TS_RECV_REGRESSIONS not in metadata:
+        detail = f"not checked: the file has no {META_SOURCE_TS_RECV_REGRESSIONS} metadata"
+        return QualityCheck(name, True, 0, rows, description, detail=detail)
+    regressions = _metadata_int(slim_path, metadata, META_SOURCE_TS_RECV_REGRESSIONS)
+    return QualityCheck(name, regressions == 0, regressions, rows, description)
+
+
+def _file_metadata(slim_path: Path) -> dict[str, str]:
+    try:
+        metadata = pq.read_schema(slim_path).metadata or {}
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{slim_path.name}: not a readable parquet file ({error})") from error
+    return {key.decode(): value.decode() for key, value in metadata.items()}
+
+
+def _metadata_int(slim_path: Path, metadata: dict[str, str], key: str) -> int | None:
+    """The integer value of ``key`` (text or JSON), None when absent."""
+    if key not in metadata:
+        return None
+    try:
+        return int(json.loads(metadata[key]))
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{slim_path.name}: metadata {key} is {metadata[key]!r}, expected an integer"
+        ) from error
+
+
+def _metadata_float(slim_path: Path, metadata: dict[str, str], key: str) -> float | None:
+    """The positive number of ``key``, None when absent."""
+    if key not in metadata:
+        return None
+    try:
+        value = float(metadata[key])
+    except ValueError as error:
+        raise ValueError(
+            f"{slim_path.name}: metadata {key} is {metadata[key]!r}, expected a number"
+        ) from error
+    if not value > 0:
+        raise ValueError(f"{slim_path.name}: metadata {key} is {value}, expected it positive")
+    return value
+
+
+def _sql_text(text: str) -> str:
+    """``text`` inside a single-quoted SQL literal."""
+    return text.replace("'", "''")
+
+
+def _utc_text(ts_ns: int) -> str:
+    """ns since the epoch -> ISO 8601 UTC to the microsecond."""
+    seconds, nanoseconds = divmod(ts_ns, 10**9)
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC) + dt.timedelta(
+        microseconds=nanoseconds // 1000
+    )
+    return moment.isoformat().replace("+00:00", "Z")

@@ -25,6 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from tqdm import tqdm
 
 from hft_pipeline.ingest.archive import ArchiveError, inspect_archive
+from hft_pipeline.ingest.slim_members import ArchiveCaps
 from hft_pipeline.resources import (
     PROTECTED_PREFIX,
     LocalObjectStore,
@@ -61,6 +62,7 @@ def download(
     *,
     workers: int = 4,
     progress: bool = True,
+    caps: ArchiveCaps | None = None,
 ) -> list[Path]:
     """Copy objects to ``dest_dir / <key>``, resuming and verifying (see the module docstring).
 
@@ -77,6 +79,8 @@ def download(
         Objects downloaded at the same time.
     progress : bool, default True
         Show a tqdm bar of bytes to fetch on stderr.
+    caps : ArchiveCaps, optional
+        Zip-bomb caps of the ZIPs verified; default: ``DataSettings``' defaults.
 
     Returns
     -------
@@ -92,13 +96,14 @@ def download(
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, found {workers}")
+    caps = caps or ArchiveCaps()
     with open_raw_store(store_url) as store:
         objects = _resolve(store, keys_or_prefix)
         targets = [_local_path(dest_dir, stored.key) for stored in objects]
         todo = [
             (stored, target)
             for stored, target in zip(objects, targets, strict=True)
-            if _problem(store, stored, target) is not None
+            if _problem(store, stored, target, caps) is not None
         ]
         total = sum(stored.size for stored, _ in todo)
         with (
@@ -112,7 +117,7 @@ def download(
             ) as bar,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            futures = [pool.submit(_download_one, store, s, t, bar.update) for s, t in todo]
+            futures = [pool.submit(_download_one, store, s, t, caps, bar.update) for s, t in todo]
             for future in futures:
                 future.result()
     return targets
@@ -183,7 +188,9 @@ def _local_path(dest_dir: Path, key: str) -> Path:
     return target
 
 
-def _download_one(store: ObjectStore, stored: StoredObject, target: Path, advance) -> None:
+def _download_one(
+    store: ObjectStore, stored: StoredObject, target: Path, caps: ArchiveCaps, advance
+) -> None:
     """Fill ``target.part`` (continuing it when it is of the same object), verify, rename."""
     part = target.with_name(target.name + PART_SUFFIX)
     stamp = target.with_name(target.name + PART_SUFFIX + ".json")
@@ -201,12 +208,12 @@ def _download_one(store: ObjectStore, stored: StoredObject, target: Path, advanc
         for chunk in _read_from(store, stored, offset):
             sink.write(chunk)
             advance(len(chunk))
-    problem = _problem(store, stored, part)
+    problem = _problem(store, stored, part, caps)
     if problem is not None and offset:
         # A continued file that fails may hold bytes of an earlier version: restart once.
         part.unlink()
         stamp.unlink()
-        return _download_one(store, stored, target, advance)
+        return _download_one(store, stored, target, caps, advance)
     if problem is not None:
         raise DownloadError(f"{stored.key} from {store.describe()}: {problem}")
     os.replace(part, target)
@@ -235,7 +242,9 @@ def _read_from(store: ObjectStore, stored: StoredObject, offset: int) -> Iterato
         raise TypeError(f"cannot download from {type(store).__name__}: not a known store")
 
 
-def _problem(store: ObjectStore, stored: StoredObject, local: Path) -> str | None:
+def _problem(
+    store: ObjectStore, stored: StoredObject, local: Path, caps: ArchiveCaps
+) -> str | None:
     """Why ``local`` is not a verified copy of ``stored``; None when it is."""
     if not local.is_file():
         return "no local file"
@@ -247,7 +256,7 @@ def _problem(store: ObjectStore, stored: StoredObject, local: Path) -> str | Non
         return f"MD5 {found} differs from {expected}"
     if local.name.removesuffix(PART_SUFFIX).lower().endswith(".zip"):
         try:
-            inspect_archive(local)
+            inspect_archive(local, **caps.as_kwargs())
         except ArchiveError as error:
             return str(error)
     return None

@@ -1,45 +1,61 @@
 """One trading day's SLIM parquet file for one root symbol, built from its raw archives.
 
-Steps of :func:`build_slim_day`:
-1. read and verify every archive (member names, manifest SHA-256, sidecars);
-2. decode each DBN member a chunk at a time, keeping the root's records whose ``ts_recv`` falls
-   in the session, converted to SLIM columns at once (one table per chunk and contract);
-3. choose the front contract from the previous day's volumes (no look-ahead);
-4. sort its rows by ``ts_recv`` then ``sequence`` and write them in bounded row groups, with
-   the file metadata, through an atomic rename.
+Steps of :func:`build_slim_day`, in bounded memory whatever the archives' size:
+1. read and verify every archive (member names, zip-bomb caps, manifest SHA-256, sidecars), and
+   the root's instrument definitions from its ``definition`` members, if any;
+2. decode each DBN or CSV member a chunk at a time (MBO replayed into books first) and keep the
+   root's records whose ``ts_recv`` (a bar's close) falls in the session: the expected front
+   contract's are written as SLIM row groups at once, the other contracts' are spilled to disk
+   (:mod:`hft_pipeline.ingest.slim_gather`, :mod:`hft_pipeline.ingest.slim_spill`);
+3. choose the front contract by the configured rule, never from the session's own volume, and
+   take its tick size from its definition (else ``instruments.ROOT_SPECS``);
+4. write its rows in ``ts_recv`` then ``sequence`` order (as they came when the source is in
+   order, sorted out of core otherwise) with the file metadata, and rename the file into
+   place; the temporary folder is removed whatever happens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
-from collections import Counter, defaultdict
+import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hft_pipeline.ingest import slim_schema
 from hft_pipeline.ingest.archive import (
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_UNCOMPRESSED_GB,
     ArchiveContents,
     ArchiveError,
-    degraded_days,
     inspect_archive,
-    open_member_stream,
-    root_instruments,
 )
 from hft_pipeline.ingest.dbn_layout import PRICE_SCALE
-from hft_pipeline.ingest.decode import DbnFormatError, iter_record_chunks, read_dbn_header
-from hft_pipeline.ingest.slim_rows import records_to_slim_table
-from hft_pipeline.ingest.slim_schema import SLIM_SCHEMA
-from hft_pipeline.instruments import contract_sort_key, root_spec
-from hft_pipeline.layout import atomic_file
+from hft_pipeline.ingest.definitions import (
+    InstrumentDefinition,
+    definitions_as_of,
+    symbols_by_instrument,
+)
+from hft_pipeline.ingest.mbo_book import ReplayStats
+from hft_pipeline.ingest.slim_gather import SessionRows, gather_archive
+from hft_pipeline.ingest.slim_members import (
+    DEFINITION_SCHEMA,
+    ArchiveCaps,
+    archive_definitions,
+    member_schemas,
+)
+from hft_pipeline.ingest.slim_rows import bar_interval_ns, records_to_slim_table
+from hft_pipeline.ingest.slim_spill import ROW_GROUP_ROWS, write_slim_tables
+from hft_pipeline.instruments import contract_root, contract_sort_key, root_spec
 from hft_pipeline.partitions import Session
 
 __all__ = [
+    "ROW_GROUP_ROWS",
     "ArchiveError",
     "SlimSummary",
     "build_slim_day",
@@ -48,8 +64,15 @@ __all__ = [
     "records_to_slim_table",
 ]
 
-# Rows per parquet row group: bounds the writer's memory (~70 MB of MBP-10 columns).
-ROW_GROUP_ROWS = 131_072
+FRONT_CONTRACT_RULES = (
+    "previous_day_volume",  # most traded on the previous trading day: follows the roll
+    "nearest_expiry",  # the first contract to expire: needs no history
+)
+TRADING_HOURS = ("eth", "rth")
+# Half of the memory bound goes to the out-of-core sort; the rest holds the interpreter and its
+# libraries (~180 MB), a decoded chunk and a row group being written. Below this, they would
+# not fit.
+MIN_MEMORY_MB = 256
 _META_KEYS = frozenset(
     value for name, value in vars(slim_schema).items() if name.startswith("META_")
 )
@@ -69,22 +92,14 @@ class SlimSummary:
     partial: bool  # an expected UTC day had no archive
     first_ts_recv: int | None
     last_ts_recv: int | None
+    front_contract_rule: str  # how ``contract`` was chosen, one of FRONT_CONTRACT_RULES
+    source_ts_recv_regressions: int  # times ts_recv went backwards in the contract's source
+    tick_size: float  # the contract's tick, in price units
+    tick_size_source: str  # one of slim_schema.TICK_SIZE_SOURCES
     missing_utc_days: list[dt.date] = field(default_factory=list)
-    schemas: list[str] = field(default_factory=list)  # DBN schemas read, e.g. ["mbp-10"]
-
-
-@dataclass
-class _SessionRows:
-    """The session's rows of the root's contracts, gathered chunk by chunk."""
-
-    tables: defaultdict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
-    # Traded volume per schema, then contract: every schema read sees the same trades.
-    volumes: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    instruments: dict[int, str] = field(default_factory=dict)  # the root's contracts listed
-    covered_days: set[dt.date] = field(default_factory=set)  # UTC days the DBN requests span
-    degraded_days: set[dt.date] = field(default_factory=set)
-    schemas: set[str] = field(default_factory=set)
-    source_files: list[dict] = field(default_factory=list)
+    schemas: list[str] = field(default_factory=list)  # schemas read, e.g. ["mbp-10"]
+    bar_interval_ns: int | None = None  # OHLCV sources: the bars' interval
+    mbo_replay: ReplayStats | None = None  # MBO sources: what the book replay met
 
 
 def build_slim_day(
@@ -95,7 +110,12 @@ def build_slim_day(
     *,
     expected_utc_days: Sequence[dt.date] | None = None,
     previous_contract_volumes: Mapping[str, int] | None = None,
+    front_contract_rule: str = "previous_day_volume",
+    trading_hours: str = "eth",
+    memory_mb: int = 512,
     chunk_records: int = 65_536,
+    max_uncompressed_gb: float = DEFAULT_MAX_UNCOMPRESSED_GB,
+    max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
 ) -> SlimSummary:
     """Write one trading session of a root symbol's front contract as a SLIM parquet file.
 
@@ -103,19 +123,35 @@ def build_slim_day(
     ----------
     archives : Sequence[Path]
         Local Databento batch ZIPs whose UTC days overlap the session, read in name order.
+        Their members may be DBN (``mbp-10``, ``mbp-1``, ``tbbo``, ``trades``, ``ohlcv-*``,
+        ``mbo``, ``definition``) or Databento CSV of the same schemas (except MBO).
     session : Session
-        The trading day and its [open_ns, close_ns) span; records are kept by ``ts_recv``.
+        The trading day and its [open_ns, close_ns) span; records are kept by ``ts_recv``
+        (a bar's close for OHLCV).
     symbol : str
         Root symbol, e.g. ``ES``; must be in ``instruments.ROOT_SPECS``.
     out_path : Path
         Parquet file to (re)write atomically; an earlier file survives any failure.
     expected_utc_days : Sequence[date], optional
-        UTC days the session needs; one that no DBN member covers makes the file ``partial``.
+        UTC days the session needs; one that no member covers makes the file ``partial``.
     previous_contract_volumes : Mapping[str, int], optional
-        The previous trading day's volume per contract; the largest among the contracts
-        present is the front contract. None or empty: the nearest expiry.
+        The previous trading day's volume per contract, read by the ``previous_day_volume``
+        rule: the largest among the contracts present is the front contract. None or empty:
+        the nearest expiry.
+    front_contract_rule : str, default "previous_day_volume"
+        One of ``FRONT_CONTRACT_RULES``; see :func:`choose_front_contract`.
+    trading_hours : str, default "eth"
+        ``"eth"`` or ``"rth"``: which part of the day ``session`` spans, recorded in the
+        metadata (the session itself is already cut to it).
+    memory_mb : int, default 512
+        Working memory in MiB, at least ``MIN_MEMORY_MB``; half is the out-of-core sort's
+        limit (an out-of-order source). Reading an in-order source needs a fixed amount
+        (one decoded chunk, one row group). Neither grows with the archives' size.
     chunk_records : int, default 65_536
-        DBN records decoded at a time.
+        Records decoded at a time (about 24 MB of MBP-10).
+    max_uncompressed_gb, max_compression_ratio : float, default 200 and 200
+        Zip-bomb caps of every archive (``DataSettings.archive_max_uncompressed_gb`` and
+        ``archive_max_compression_ratio``; see :func:`archive.inspect_archive`).
 
     Returns
     -------
@@ -126,58 +162,99 @@ def build_slim_day(
     Raises
     ------
     ArchiveError
-        A damaged or unsafe archive, a manifest hash mismatch, a DBN stream that cannot be
-        decoded, or an archive with no contract of ``symbol`` in its symbology.
+        A damaged or unsafe archive (over a cap included), a manifest hash mismatch, a DBN or
+        CSV member that cannot be decoded, or no contract of ``symbol`` mapped to an
+        instrument_id by symbology.json, the DBN metadata, definitions or a CSV symbol column.
+    ValueError
+        No archive, an unknown rule or trading hours, ``memory_mb`` below the minimum, or bars
+        of several intervals in one session.
     """
     if not archives:
         raise ValueError(f"no archive given for {symbol} on {session.day}; nothing to build")
-    tick_size = root_spec(symbol).tick_size
-    gathered = _SessionRows()
-    for path in sorted((Path(archive) for archive in archives), key=lambda p: p.name):
-        _gather_archive(inspect_archive(path), session, symbol, chunk_records, gathered)
-
-    present = sorted(gathered.tables)
-    contract = choose_front_contract(
-        present or set(gathered.instruments.values()), previous_contract_volumes, session.day.year
+    _check_options(front_contract_rule, trading_hours, memory_mb)
+    root_spec(symbol)  # an unknown root fails here, before any archive is read
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    caps = ArchiveCaps(max_uncompressed_gb, max_compression_ratio)
+    choose = functools.partial(
+        choose_front_contract,
+        previous_volumes=previous_contract_volumes,
+        reference_year=session.day.year,
+        rule=front_contract_rule,
     )
-    contract_volumes = {
-        name: max((int(volumes[name]) for volumes in gathered.volumes.values()), default=0)
-        for name in present
-    }
-    missing = sorted(set(expected_utc_days or ()) - gathered.covered_days)
-    degraded, partial = bool(gathered.degraded_days), bool(missing)
-    # Only the chosen contract's rows are written; let the others go before sorting.
-    table = _sorted_rows(gathered.tables.pop(contract, []))
-    gathered.tables.clear()
-    metadata = {
-        slim_schema.META_SCHEMA_VERSION: slim_schema.SLIM_SCHEMA_VERSION,
-        slim_schema.META_TRADING_DAY: session.day.isoformat(),
-        slim_schema.META_SYMBOL: symbol,
-        slim_schema.META_TICK_SIZE: repr(tick_size),
-        slim_schema.META_PRICE_SCALE: str(PRICE_SCALE),
-        slim_schema.META_SOURCE_FILES: json.dumps(gathered.source_files),
-        slim_schema.META_CONTRACT: contract,
-        slim_schema.META_CONTRACT_VOLUMES: json.dumps(contract_volumes, sort_keys=True),
-        slim_schema.META_SESSION_OPEN_NS: str(session.open_ns),
-        slim_schema.META_SESSION_CLOSE_NS: str(session.close_ns),
-        slim_schema.META_DEGRADED: json.dumps(degraded),
-        slim_schema.META_PARTIAL: json.dumps(partial),
-    }
-    _write_slim(table, metadata, out_path)
-    ts_recv = table.column("ts_recv")
+    # Beside the output: the same disk, so the finished file is renamed into place.
+    with (
+        tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as folder,
+        contextlib.closing(
+            SessionRows(Path(folder), symbol, session, choose, caps, chunk_records)
+        ) as gathered,
+    ):
+        paths = sorted((Path(archive) for archive in archives), key=lambda path: path.name)
+        contents = [inspect_archive(path, **caps.as_kwargs()) for path in paths]
+        schemas = [member_schemas(archive, caps) for archive in contents]
+        in_force = _definitions_in_force(contents, schemas, symbol, session, caps)
+        gathered.defined = {
+            iid: name
+            for iid, name in symbols_by_instrument(in_force).items()
+            if contract_root(name) == symbol
+        }
+        for archive, member_kinds in zip(contents, schemas, strict=True):
+            gather_archive(archive, member_kinds, gathered)
+        by_contract = gathered.present()
+        present = sorted(by_contract)
+        contract = choose(present or set(gathered.instruments.values()))
+        chosen = by_contract.get(contract)
+        regressions = chosen.order.ts_recv_regressions if chosen else 0
+        contract_volumes = {
+            name: max((int(volumes[name]) for volumes in gathered.volumes.values()), default=0)
+            for name in present
+        }
+        tick_size, tick_source = _tick_size(symbol, contract, in_force)
+        interval_ns = _bar_interval_ns(gathered.schemas)
+        missing = sorted(set(expected_utc_days or ()) - gathered.covered_days)
+        degraded, partial = bool(gathered.degraded_days), bool(missing)
+        metadata = {
+            slim_schema.META_SCHEMA_VERSION: slim_schema.SLIM_SCHEMA_VERSION,
+            slim_schema.META_TRADING_DAY: session.day.isoformat(),
+            slim_schema.META_SYMBOL: symbol,
+            slim_schema.META_TICK_SIZE: repr(tick_size),
+            slim_schema.META_TICK_SIZE_SOURCE: tick_source,
+            slim_schema.META_PRICE_SCALE: str(PRICE_SCALE),
+            slim_schema.META_SOURCE_FILES: json.dumps(gathered.source_files),
+            slim_schema.META_CONTRACT: contract,
+            slim_schema.META_CONTRACT_VOLUMES: json.dumps(contract_volumes, sort_keys=True),
+            slim_schema.META_SESSION_OPEN_NS: str(session.open_ns),
+            slim_schema.META_SESSION_CLOSE_NS: str(session.close_ns),
+            slim_schema.META_DEGRADED: json.dumps(degraded),
+            slim_schema.META_PARTIAL: json.dumps(partial),
+            slim_schema.META_FRONT_CONTRACT_RULE: front_contract_rule,
+            slim_schema.META_TRADING_HOURS: trading_hours,
+            slim_schema.META_SOURCE_TS_RECV_REGRESSIONS: json.dumps(regressions),
+        }
+        if interval_ns is not None:
+            metadata[slim_schema.META_BAR_INTERVAL_NS] = str(interval_ns)
+        if chosen is None:
+            written = write_slim_tables((), metadata, out_path)
+        else:
+            written = chosen.finish(metadata, out_path, Path(folder), memory_mb // 2)
     return SlimSummary(
         path=out_path,
-        rows=table.num_rows,
+        rows=written.rows,
         contract=contract,
         instrument_id=min(i for i, name in gathered.instruments.items() if name == contract),
         contract_volumes=contract_volumes,
         source_files=gathered.source_files,
         degraded=degraded,
         partial=partial,
-        first_ts_recv=ts_recv[0].as_py() if table.num_rows else None,
-        last_ts_recv=ts_recv[-1].as_py() if table.num_rows else None,
+        first_ts_recv=written.first_ts_recv,
+        last_ts_recv=written.last_ts_recv,
+        front_contract_rule=front_contract_rule,
+        source_ts_recv_regressions=regressions,
+        tick_size=tick_size,
+        tick_size_source=tick_source,
         missing_utc_days=missing,
         schemas=sorted(gathered.schemas),
+        bar_interval_ns=interval_ns,
+        mbo_replay=gathered.replay.stats if gathered.replay else None,
     )
 
 
@@ -192,8 +269,9 @@ def choose_front_contract(
     candidates: Collection[str],
     previous_volumes: Mapping[str, int] | None,
     reference_year: int,
+    rule: str = "previous_day_volume",
 ) -> str:
-    """The contract with the most volume on the previous trading day, else the nearest expiry.
+    """The session's front contract among ``candidates`` by ``rule``.
 
     Parameters
     ----------
@@ -203,6 +281,9 @@ def choose_front_contract(
         Volumes of the previous trading day; never the session's own (that would look ahead).
     reference_year : int
         The session's year, to read 1-digit contract years (``ESH4``).
+    rule : str, default "previous_day_volume"
+        ``"previous_day_volume"``: the contract with the most previous-day volume;
+        ``"nearest_expiry"``: the first to expire, whatever the volumes.
 
     Returns
     -------
@@ -211,117 +292,73 @@ def choose_front_contract(
     """
     if not candidates:
         raise ValueError("no candidate contract to choose a front contract from")
+    _check_rule(rule)
     by_expiry = sorted(candidates, key=lambda name: contract_sort_key(name, reference_year))
+    if rule == "nearest_expiry":
+        return by_expiry[0]
     volumes = previous_volumes or {}
     # max() keeps the first of equal volumes: the nearest expiry wins ties.
     busiest = max(by_expiry, key=lambda name: volumes.get(name, 0))
     return busiest if volumes.get(busiest, 0) > 0 else by_expiry[0]
 
 
-def _gather_archive(
-    archive: ArchiveContents,
-    session: Session,
-    symbol: str,
-    chunk_records: int,
-    gathered: _SessionRows,
-) -> None:
-    """Add one archive's session rows, volumes, covered days and condition to ``gathered``."""
-    listed = _symbology_instruments(archive, symbol, session)
-    gathered.degraded_days.update(degraded_days(archive.condition, session.utc_days))
-    for member in archive.dbn_members:
-        with open_member_stream(archive.path, member) as stream:
-            try:
-                header = read_dbn_header(stream)
-                # Without symbology.json the DBN metadata's own symbol mappings say the same.
-                instruments = listed or _instruments_or_error(
-                    header.mappings, symbol, session, archive, member
-                )
-                schema = header.schema or "mixed"
-                for records in iter_record_chunks(stream, header, chunk_records):
-                    _add_chunk(records, instruments, session, symbol, schema, gathered)
-            except DbnFormatError as error:
-                raise ArchiveError(archive.path, member, str(error)) from error
-        gathered.instruments.update(instruments)
-        gathered.covered_days.update(header.utc_days)
-        gathered.schemas.add(schema)
-        gathered.source_files.append(
-            {"archive": archive.path.name, "member": member, "sha256": archive.sha256[member]}
+def _check_rule(rule: str) -> None:
+    if rule not in FRONT_CONTRACT_RULES:
+        raise ValueError(
+            f"front_contract_rule must be one of {FRONT_CONTRACT_RULES}, found {rule!r}"
         )
 
 
-def _add_chunk(
-    records: np.ndarray,
-    instruments: Mapping[int, str],
-    session: Session,
-    symbol: str,
-    schema: str,
-    gathered: _SessionRows,
-) -> None:
-    """Keep the chunk's records of the root's contracts received within the session."""
-    ts_recv, instrument_ids = records["ts_recv"], records["instrument_id"]
-    keep = (ts_recv >= session.open_ns) & (ts_recv < session.close_ns)
-    keep &= np.isin(instrument_ids, np.fromiter(instruments, np.uint32))
-    if not keep.any():
-        return
-    # Opaque fixed-size items: selecting them is a plain memcpy, not a field-by-field copy.
-    opaque = records.view(np.dtype((np.void, records.dtype.itemsize)))
-    for instrument in np.unique(instrument_ids[keep]):
-        rows = opaque[keep & (instrument_ids == instrument)].view(records.dtype)
-        contract = instruments[int(instrument)]
-        gathered.tables[contract].append(records_to_slim_table(rows, contract, symbol))
-        traded = rows["size"][rows["action"] == b"T"]
-        gathered.volumes[schema][contract] += int(traded.sum(dtype=np.int64))
-
-
-def _symbology_instruments(
-    archive: ArchiveContents, symbol: str, session: Session
-) -> dict[int, str]:
-    """The root's contracts from symbology.json; empty when the archive has none."""
-    if archive.symbology is None:
-        return {}
-    symbology = archive.symbology
-    result = symbology.get("result", symbology) if isinstance(symbology, Mapping) else {}
-    return _instruments_or_error(result, symbol, session, archive, "symbology.json")
-
-
-def _instruments_or_error(
-    mappings: Mapping, symbol: str, session: Session, archive: ArchiveContents, member: str
-) -> dict[int, str]:
-    try:
-        instruments = root_instruments(mappings, symbol, session.utc_days)
-    except ValueError as error:
-        raise ArchiveError(archive.path, member, str(error)) from error
-    if not instruments:
-        shown = sorted(map(str, mappings))[:10]
-        raise ArchiveError(
-            archive.path,
-            member,
-            f"no {symbol} contract (like {symbol}H4) mapped to an instrument_id on UTC days "
-            f"{[day.isoformat() for day in session.utc_days]}; symbols found: {shown}. "
-            "Request the data with stype_in=raw_symbol or a parent symbol mapped to raw symbols",
+def _check_options(front_contract_rule: str, trading_hours: str, memory_mb: int) -> None:
+    """Fail before reading any archive, not after."""
+    _check_rule(front_contract_rule)
+    if trading_hours not in TRADING_HOURS:
+        raise ValueError(f"trading_hours must be one of {TRADING_HOURS}, found {trading_hours!r}")
+    if memory_mb < MIN_MEMORY_MB:
+        raise ValueError(
+            f"ingest memory bound {memory_mb} MiB is below the minimum {MIN_MEMORY_MB} MiB "
+            "(one decoded chunk and one row group); raise DataSettings.ingest_memory_mb"
         )
-    return instruments
 
 
-def _sorted_rows(tables: list[pa.Table]) -> pa.Table:
-    """Rows in arrival order: ``ts_recv``, ties by ``sequence``; stable otherwise."""
-    if not tables:
-        return SLIM_SCHEMA.empty_table()
-    table = pa.concat_tables(tables)
-    ts_recv = table.column("ts_recv").to_numpy()
-    sequence = table.column("sequence").to_numpy()
-    later, same_time = np.diff(ts_recv) > 0, np.diff(ts_recv) == 0
-    if np.all(later | (same_time & (np.diff(sequence) >= 0))):
-        return table  # one sorted member, or days in order: the usual case, no copy
-    return table.combine_chunks().take(np.lexsort((sequence, ts_recv)))
+def _definitions_in_force(
+    contents: Sequence[ArchiveContents],
+    schemas: Sequence[Mapping[str, str]],
+    symbol: str,
+    session: Session,
+    caps: ArchiveCaps,
+) -> dict[int, InstrumentDefinition]:
+    """The root's definitions in force at the session's end: any version received by then
+    (a daily definition file is received at 00:00 UTC, after a CME session's open)."""
+    definitions = [
+        definition
+        for archive, member_kinds in zip(contents, schemas, strict=True)
+        for definition in archive_definitions(
+            archive,
+            sorted(name for name, kind in member_kinds.items() if kind == DEFINITION_SCHEMA),
+            symbol,
+            caps,
+        )
+    ]
+    return definitions_as_of(definitions, session.close_ns - 1)
 
 
-def _write_slim(table: pa.Table, metadata: dict[str, str], out_path: Path) -> None:
-    """Write in row groups of ``ROW_GROUP_ROWS``; no wall-clock value, so reruns are identical."""
-    schema = SLIM_SCHEMA.with_metadata(metadata)
-    with (
-        atomic_file(out_path) as temporary,
-        pq.ParquetWriter(temporary, schema, compression="zstd") as writer,
-    ):
-        for start in range(0, table.num_rows, ROW_GROUP_ROWS):
-            writer.write_table(table.slice(start, ROW_GROUP_ROWS))
+def _tick_size(
+    symbol: str, contract: str, in_force: Mapping[int, InstrumentDefinition]
+) -> tuple[float, str]:
+    """The contract's tick and where it came from: its definition, else the root's spec."""
+    for definition in in_force.values():
+        if definition.raw_symbol == contract and definition.min_price_increment is not None:
+            return float(definition.min_price_increment), slim_schema.TICK_FROM_DEFINITION
+    return root_spec(symbol).tick_size, slim_schema.TICK_FROM_ROOT_SPEC
+
+
+def _bar_interval_ns(schemas: Collection[str]) -> int | None:
+    """The interval of the bar schemas read; None without bars. One file, one interval."""
+    intervals = {name: interval for name in schemas if (interval := bar_interval_ns(name))}
+    if len(set(intervals.values())) > 1:
+        raise ValueError(
+            f"the session's archives hold bars of several intervals ({sorted(intervals)}); "
+            "a SLIM file holds one: keep one OHLCV schema per bucket"
+        )
+    return next(iter(intervals.values()), None)

@@ -58,3 +58,10 @@ META_FRONT_CONTRACT_RULE = "hft.front_contract_rule"  # how hft.contract was cho
 META_TRADING_HOURS = "hft.trading_hours"  # "eth" or "rth": which part of the session is kept
 # Times ts_recv decreased from one source record to the next (before SLIM's sort); JSON int.
 META_SOURCE_TS_RECV_REGRESSIONS = "hft.source_ts_recv_regressions"
+META_TICK_SIZE_SOURCE = "hft.tick_size_source"  # one of TICK_SIZE_SOURCES
+TICK_FROM_DEFINITION = "definition"  # the contract's definition record (min_price_increment)
+TICK_FROM_ROOT_SPEC = "root_spec"  # instruments.ROOT_SPECS: the archive had no definition
+TICK_SIZE_SOURCES = (TICK_FROM_DEFINITION, TICK_FROM_ROOT_SPEC)
+# Grid of trade prices when it is finer than the book's (LOBSTER: hidden orders execute at
+# midpoints, half a tick); absent: trades are on the tick grid. Float as text.
+META_TRADE_TICK_SIZE = "hft.trade_tick_size"

@@ -1,49 +1,62 @@
 """Training stage: the features of the N trading days ending at D -> the window's model in
-seed 000's layout (fit_data/roll30/live/<start>_<end>/) and its training log."""
+seed 000's layout (fit_data/roll30/live/<start>_<end>/) and its training log, and on demand
+the window's training matrix (model kinds x symbols x horizons) under its matrix/ folder.
+
+Both assets report every epoch as an observation of themselves (loss, learning rate, speed),
+so the asset's Plots tab draws the loss curve while the run is still training."""
 
 import contextlib
 import datetime as dt
-import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from hft_pipeline.config import PipelineSettings
 from hft_pipeline.features.registry import MODEL_FEATURES
-from hft_pipeline.features.store import load_window
 from hft_pipeline.layout import Layout
 from hft_pipeline.partitions import PipelinePartitions, parse_date_key, rolling_window_mapping
-from hft_pipeline.training.train import train_window
+from hft_pipeline.training.matrix import (
+    MATRIX_FOLDER,
+    EpochRow,
+    MatrixEntry,
+    WindowInputs,
+    check_inputs,
+    matrix_entries,
+    plan_jobs,
+    primary_entry,
+    summary_rows,
+    train_entry,
+    window_inputs,
+)
+from hft_pipeline.training.matrix_pool import run_matrix
+
+# Per-epoch figures observed (history key -> metadata key).
+EPOCH_FIGURES = {
+    "train_loss": "train_loss",
+    "val_loss": "val_loss",
+    "lr": "learning_rate",
+    "seconds": "epoch_seconds",
+    "sequences_per_second": "sequences_per_second",
+}
 
 
-@contextlib.contextmanager
-def training_log(path: Path) -> Iterator[logging.Logger]:
-    """A logger writing to logs_hft/train/train_<end>.log for the duration of one training."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger(f"hft_pipeline.train.{path.stem}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    handler = logging.FileHandler(path, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    try:
-        yield logger
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
+class MatrixConfig(dg.Config):
+    """Which entries of the window's training matrix to train (the launchpad's run config)."""
 
-
-def window_files(layout: Layout, days: list[dt.date], partition_key: str) -> tuple[list, list]:
-    features = [layout.features_file(day) for day in days]
-    labels = [layout.labels_file(day) for day in days]
-    missing = [str(path) for path in features + labels if not path.is_file()]
-    if missing:
-        raise dg.Failure(
-            f"roll30_model[{partition_key}]: {len(missing)} feature/label file(s) of the window "
-            f"are missing (materialize `features` for those days first): {missing[:4]}"
-        )
-    return features, labels
+    models: list[str] = Field(
+        default=[], description="model kinds, e.g. lstm_multitask; empty: HFT_MATRIX_MODELS"
+    )
+    symbols: list[str] = Field(
+        default=[], description="one entry per symbol, e.g. ES; empty: HFT_MATRIX_SYMBOLS"
+    )
+    horizons: list[int] = Field(
+        default=[], description="label horizons in bars, e.g. 12; empty: HFT_MATRIX_HORIZONS"
+    )
+    parallel: int = Field(
+        default=1, description="entries trained at once (CPU processes, or one per GPU card)"
+    )
 
 
 def trained_window(
@@ -66,7 +79,15 @@ def build_training_assets(
 ) -> list[dg.AssetsDefinition]:
     layout = Layout(settings.home)
     window_days = settings.training.window_days
-    horizon = settings.features.horizon_bars
+
+    def checked_inputs(
+        context: dg.AssetExecutionContext, entries: Sequence[MatrixEntry]
+    ) -> WindowInputs:
+        with failure_of(context):
+            end = parse_date_key(context.partition_key)
+            inputs = window_inputs(layout, partitions.window_days(end, window_days), window_days)
+            check_inputs(inputs, entries)
+        return inputs
 
     @dg.asset(
         group_name="training",
@@ -77,35 +98,18 @@ def build_training_assets(
         kinds={"pytorch"},
     )
     def roll30_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        """The multi-task model (direction, return, volatility) trained on the rolling window
-        of N trading days ending at this partition's day."""
-        end = parse_date_key(context.partition_key)
-        days = partitions.window_days(end, window_days)
-        if len(days) < window_days:
-            raise dg.Failure(
-                f"roll30_model[{context.partition_key}]: the window needs {window_days} trading "
-                f"days but history has only {len(days)} up to {end} (starts "
-                f"{partitions.trading_days.get_first_partition_key()}); pick a later day"
-            )
-        feature_files, label_files = window_files(layout, days, context.partition_key)
-        features, labels = load_window(None, feature_files, label_files)
-        out_dir = layout.window_dir(days[0], end)
-        with training_log(layout.train_log(end)) as logger:
-            logger.info(
-                "window %s..%s (%d trading days), settings %s",
-                days[0],
-                end,
-                len(days),
-                settings.as_metadata(),
-            )
-            result = train_window(
-                features, labels, MODEL_FEATURES, settings.training, horizon, out_dir, logger
-            )
+        """The window's primary model (the configured model kind over every symbol, heads for
+        direction, return and volatility at the primary label horizon) trained on the rolling
+        window of N trading days ending at this partition's day."""
+        entry = primary_entry(settings)
+        inputs = checked_inputs(context, [entry])
+        [job] = plan_jobs(settings, inputs, [entry], MODEL_FEATURES)
+        result = train_entry(job, epoch_observer(context))
         history = result.history
         return dg.MaterializeResult(
             metadata={
-                "path": dg.MetadataValue.path(str(out_dir)),
-                "window": dg.MetadataValue.text(f"{days[0]}..{end}"),
+                "path": dg.MetadataValue.path(str(result.out_dir)),
+                "window": dg.MetadataValue.text(f"{inputs.days[0]}..{inputs.days[-1]}"),
                 "device": dg.MetadataValue.text(result.device),
                 "train_sequences": dg.MetadataValue.int(result.n_train),
                 "validation_sequences": dg.MetadataValue.int(result.n_val),
@@ -116,15 +120,101 @@ def build_training_assets(
                     for name, value in result.metrics.items()
                     if isinstance(value, int | float)
                 },
-                "loss_curve": dg.MetadataValue.md(_loss_table(history)),
-                "log": dg.MetadataValue.path(str(layout.train_log(end))),
+                "loss_curve": dg.MetadataValue.md(loss_table(history)),
+                "log": dg.MetadataValue.path(str(job.log_path)),
             }
         )
 
-    return [roll30_model]
+    @dg.asset(
+        group_name="training",
+        partitions_def=partitions.trading_days,
+        deps=[dg.AssetDep("features", partition_mapping=rolling_window_mapping(window_days))],
+        pool="gpu",
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
+        kinds={"pytorch"},
+    )
+    def roll30_matrix(
+        context: dg.AssetExecutionContext, config: MatrixConfig
+    ) -> dg.MaterializeResult:
+        """The training matrix of the window ending at this partition's day (seed 001): one
+        model per model kind x symbol x label horizon, in the window folder's matrix/."""
+        entries = matrix_entries(
+            settings,
+            models=tuple(config.models),
+            symbols=tuple(symbol.upper() for symbol in config.symbols),
+            horizons=tuple(config.horizons),
+        )
+        inputs = checked_inputs(context, entries)
+        jobs = plan_jobs(settings, inputs, entries, MODEL_FEATURES)
+        results = run_matrix(jobs, config.parallel, entry_epoch_observer(context))
+        rows = summary_rows(results)
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(inputs.window_dir / MATRIX_FOLDER)),
+                "window": dg.MetadataValue.text(f"{inputs.days[0]}..{inputs.days[-1]}"),
+                "entries": dg.MetadataValue.table(
+                    records=[dg.TableRecord(row) for row in rows],
+                    schema=dg.TableSchema(
+                        columns=[
+                            dg.TableColumn(name, _column_type(value))
+                            for name, value in rows[0].items()
+                        ]
+                    ),
+                ),
+                "loss_curves": dg.MetadataValue.md(
+                    "\n\n".join(
+                        f"**{outcome.entry.name}**\n\n{loss_table(outcome.result.history)}"
+                        for outcome in results
+                    )
+                ),
+            }
+        )
+
+    return [roll30_model, roll30_matrix]
 
 
-def _loss_table(history: list[dict]) -> str:
+@contextlib.contextmanager
+def failure_of(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Turns input errors (a short window, missing days, an absent label horizon) into a
+    Failure that names the asset partition, shown in the UI without a traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        raise dg.Failure(
+            f"{context.asset_key.to_user_string()}[{context.partition_key}]: {error}"
+        ) from error
+
+
+def epoch_observer(context: dg.AssetExecutionContext) -> Callable[[EpochRow], None]:
+    """An ``on_epoch`` callback logging each epoch as an AssetObservation of the asset's
+    partition, which the asset's Plots tab draws as the run goes."""
+    return lambda row: _observe(context, epoch_metadata(row))
+
+
+def entry_epoch_observer(
+    context: dg.AssetExecutionContext,
+) -> Callable[[MatrixEntry, EpochRow], None]:
+    """:func:`epoch_observer` for the matrix: figures are prefixed with the entry's name, so
+    every entry gets its own curve in the Plots tab."""
+    return lambda entry, row: _observe(
+        context, {"entry": entry.name, **epoch_metadata(row, prefix=f"{entry.name}/")}
+    )
+
+
+def _observe(context: dg.AssetExecutionContext, metadata: dict[str, float | int | str]) -> None:
+    context.log_event(
+        dg.AssetObservation(context.asset_key, partition=context.partition_key, metadata=metadata)
+    )
+
+
+def epoch_metadata(row: EpochRow, prefix: str = "") -> dict[str, float | int]:
+    figures = {
+        f"{prefix}{key}": float(row[name]) for name, key in EPOCH_FIGURES.items() if name in row
+    }
+    return {"epoch": int(row["epoch"]), **figures}
+
+
+def loss_table(history: list[EpochRow]) -> str:
     lines = ["| epoch | train loss | val loss | lr | seq/s |", "|---|---|---|---|---|"]
     for row in history:
         lines.append(
@@ -133,3 +223,9 @@ def _loss_table(history: list[dict]) -> str:
             f"| {row.get('sequences_per_second', float('nan')):.0f} |"
         )
     return "\n".join(lines)
+
+
+def _column_type(value: object) -> str:
+    if isinstance(value, int):
+        return "int"
+    return "float" if isinstance(value, float) or value is None else "string"

@@ -37,7 +37,7 @@ from hft_pipeline.layout import atomic_file
 from hft_pipeline.training.dataset import Split, WindowArrays
 
 if TYPE_CHECKING:
-    from hft_pipeline.training.train import LoopConfig
+    from hft_pipeline.training.loop import LoopConfig
 
 CHECKPOINT_FORMAT = 1
 

@@ -1,9 +1,10 @@
-"""The multi-task LSTM (seeds 000/002): a window of bars -> direction, forward return, volatility.
+"""The model kinds and their files: the multi-task LSTM (seeds 000/002), the factory that builds
+any kind from its config, and ``model_config.json``.
 
-The whole model is this file. It reads scaled features (see ``dataset.Scaler``) and predicts the
-targets in training units: direction logits over ``schema.DIRECTION_CLASSES``, the forward
-return divided by ``Scaler.return_scale`` and the forward volatility divided by
-``Scaler.volatility_scale``. Callers multiply the regression heads back to log-return units.
+Every kind reads scaled features (see ``dataset.Scaler``) and predicts the targets of
+``heads.MultitaskHeads`` in training units. Every kind also has ``objective_terms(x, targets,
+class_weight)``: the loss's sums over a batch (``heads.loss_terms`` plus any auxiliary terms of
+its own), which is all the training loop needs to know about it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from hft_pipeline.training.heads import MultitaskHeads, Outputs, loss_terms
+from hft_pipeline.training.lob_transformer import MODEL_KIND as LOB_TRANSFORMER
+from hft_pipeline.training.lob_transformer import LobTransformer, LobTransformerConfig
 
 MODEL_KIND = "lstm_multitask"
-N_DIRECTIONS = 3  # down / flat / up, schema.DIRECTION_CLASSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +63,7 @@ def check_positive(name: str, value: int) -> None:
 
 
 class LstmMultitask(nn.Module):
-    """LSTM over the bars of a sequence; its last hidden state feeds three small heads."""
+    """LSTM over the bars of a sequence; its last hidden state feeds the multitask heads."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -72,10 +75,7 @@ class LstmMultitask(nn.Module):
             # PyTorch applies this between layers only and warns when there is just one.
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(config.dropout)
-        self.direction_head = nn.Linear(config.hidden_size, N_DIRECTIONS)
-        # One linear layer for both regressions: column 0 is the return, column 1 the volatility.
-        self.regression_head = nn.Linear(config.hidden_size, 2)
+        self.heads = MultitaskHeads(config.hidden_size, config.dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Predicts the three targets for the last bar of each sequence.
@@ -94,85 +94,76 @@ class LstmMultitask(nn.Module):
         # Sequence-first LSTM: measured ~15% faster on CPU than batch_first, which transposes
         # its input and output internally.
         _, (h_n, _) = self.lstm(x.transpose(0, 1))  # h_n: (num_layers, batch, hidden)
-        last = self.dropout(h_n[-1])  # (batch, hidden)
-        logits = self.direction_head(last)  # (batch, 3)
-        regression = self.regression_head(last)  # (batch, 2)
-        forward_return = regression[:, 0]  # (batch,)
-        volatility = F.softplus(regression[:, 1])  # (batch,), >= 0
-        return logits, forward_return, volatility
+        return self.heads(h_n[-1])
+
+    def objective_terms(
+        self, x: torch.Tensor, targets: Outputs, class_weight: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``heads.loss_terms`` of the batch: the LSTM has no auxiliary task."""
+        return loss_terms(self(x), targets, class_weight)
 
 
-Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+AnyModelConfig = ModelConfig | LobTransformerConfig
+AnyModel = LstmMultitask | LobTransformer
+
+# kind -> (config class, model class); the names are TrainingSettings.model_kind's values.
+MODEL_KINDS: dict[str, tuple[type, type]] = {
+    MODEL_KIND: (ModelConfig, LstmMultitask),
+    LOB_TRANSFORMER: (LobTransformerConfig, LobTransformer),
+}
 
 
-def loss_terms(outputs: Outputs, targets: Outputs, class_weight: torch.Tensor) -> dict:
-    """The loss's sums over a batch, so that batches add up exactly.
-
-    Parameters
-    ----------
-    outputs : tuple of torch.Tensor
-        The model's logits (batch, 3), scaled return (batch,) and scaled volatility (batch,).
-    targets : tuple of torch.Tensor
-        Direction (batch,) int64, scaled return (batch,), scaled volatility (batch,).
-    class_weight : torch.Tensor
-        (3,) weight of each direction class in the cross-entropy.
-
-    Returns
-    -------
-    dict of torch.Tensor
-        cross_entropy_sum (class-weighted), weight_sum, return_se_sum, volatility_se_sum, count.
-    """
-    logits, predicted_return, predicted_volatility = (output.float() for output in outputs)
-    direction, forward_return, volatility = targets
-    weight = class_weight[direction]  # (batch,)
-    return {
-        "cross_entropy_sum": (weight * F.cross_entropy(logits, direction, reduction="none")).sum(),
-        "weight_sum": weight.sum(),
-        "return_se_sum": (predicted_return - forward_return).square().sum(),
-        "volatility_se_sum": (predicted_volatility - volatility).square().sum(),
-        "count": torch.tensor(float(len(direction)), device=logits.device),
-    }
+def check_kind(kind: str) -> None:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model_kind={kind!r} is unknown; known kinds: {sorted(MODEL_KINDS)}")
 
 
-def combine_loss(
-    terms: dict[str, torch.Tensor], return_weight: float, volatility_weight: float
-) -> dict[str, torch.Tensor]:
-    """loss = class-weighted CE + return_weight * MSE(return) + volatility_weight * MSE(vol),
-    each mean taken over the summed batches (the CE's over the summed class weights)."""
-    cross_entropy = terms["cross_entropy_sum"] / terms["weight_sum"]
-    return_mse = terms["return_se_sum"] / terms["count"]
-    volatility_mse = terms["volatility_se_sum"] / terms["count"]
-    return {
-        "loss": cross_entropy + return_weight * return_mse + volatility_weight * volatility_mse,
-        "cross_entropy": cross_entropy,
-        "return_mse": return_mse,
-        "volatility_mse": volatility_mse,
-    }
+def build_model(kind: str, config: AnyModelConfig) -> AnyModel:
+    """A freshly initialised model of ``kind`` (draws from torch's global generator)."""
+    check_kind(kind)
+    config_class, model_class = MODEL_KINDS[kind]
+    if not isinstance(config, config_class):
+        raise TypeError(
+            f"model_kind={kind!r} takes a {config_class.__name__}, found {type(config).__name__}"
+        )
+    return model_class(config)
 
 
-def save_model_config(config: ModelConfig, path: Path, **extra: Any) -> None:
-    """Writes ``{"model": <ModelConfig fields>, **extra}`` as JSON (``model_config.json``)."""
-    payload = {"model_kind": MODEL_KIND, "model": config.to_dict(), **extra}
+def model_kind_of(config: AnyModelConfig) -> str:
+    """The kind whose config class ``config`` is."""
+    for kind, (config_class, _) in MODEL_KINDS.items():
+        if isinstance(config, config_class):
+            return kind
+    raise TypeError(f"{type(config).__name__} is the config of no kind in {sorted(MODEL_KINDS)}")
+
+
+def save_model_config(config: AnyModelConfig, path: Path, **extra: Any) -> None:
+    """Writes ``{"model_kind": ..., "model": <config fields>, **extra}`` as JSON
+    (``model_config.json``)."""
+    payload = {"model_kind": model_kind_of(config), "model": config.to_dict(), **extra}
     path.write_text(json.dumps(payload, indent=2, sort_keys=False))
 
 
-def load_model_config(path: Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """Reads ``model_config.json``: the model's config and the whole document."""
+def load_model_config(path: Path) -> tuple[AnyModelConfig, dict[str, Any]]:
+    """Reads ``model_config.json``: the model's config (of its kind) and the whole document.
+    A file without ``model_kind`` predates the transformer and holds an LSTM."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; is {path.parent} a trained window folder?")
     payload = json.loads(path.read_text())
     kind = payload.get("model_kind", MODEL_KIND)
-    if kind != MODEL_KIND:
-        raise ValueError(f"{path}: model_kind is {kind!r}; this loader reads {MODEL_KIND!r}")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"{path}: model_kind is {kind!r}; known kinds: {sorted(MODEL_KINDS)}")
     if "model" not in payload:
         raise ValueError(f"{path}: no 'model' section; found keys {sorted(payload)}")
-    return ModelConfig.from_dict(payload["model"]), payload
+    config_class, _ = MODEL_KINDS[kind]
+    return config_class.from_dict(payload["model"]), payload
 
 
-def load_model(window_dir: Path, device: str | torch.device = "cpu") -> LstmMultitask:
-    """Builds the model from ``model_config.json`` and loads ``model.pt`` (weights only)."""
-    config, _ = load_model_config(window_dir / "model_config.json")
-    model = LstmMultitask(config)
+def load_model(window_dir: Path, device: str | torch.device = "cpu") -> AnyModel:
+    """Builds the model of the kind ``model_config.json`` names and loads ``model.pt``
+    (weights only), in eval mode on ``device``."""
+    config, payload = load_model_config(window_dir / "model_config.json")
+    model = build_model(payload.get("model_kind", MODEL_KIND), config)
     state = torch.load(window_dir / "model.pt", map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval()

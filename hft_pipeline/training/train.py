@@ -1,20 +1,20 @@
-"""Trains one rolling window's model and writes its folder (DESIGN section 6).
+"""Trains one rolling window's model, of any kind, and writes its folder (DESIGN section 6).
 
 ``train_window`` reads top to bottom: rows and sequences, the leak-free split, the scaler,
-the loop (AdamW, warm-up then cosine decay, clipping, early stopping), the validation
-metrics and baselines, and finally the files, written atomically. The loop checkpoints every
-epoch (see checkpoint.py), so a killed run started again resumes and ends identically.
+the model of ``settings.model_kind`` (model.py), the loop (loop.py: AdamW, warm-up then cosine
+decay, clipping, early stopping), the validation metrics and baselines, and finally the files,
+written atomically. The loop checkpoints every epoch (see checkpoint.py), so a killed run
+started again resumes and ends identically.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,7 @@ from hft_pipeline.evaluation.metrics import information_coefficient, score_predi
 from hft_pipeline.features.schema import DIRECTION_CLASSES, label_columns
 from hft_pipeline.layout import atomic_directory
 from hft_pipeline.training.baselines import apply_baselines, fit_baselines
-from hft_pipeline.training.checkpoint import (
-    Checkpoint,
-    LoopState,
-    checkpoint_path,
-    run_fingerprint,
-)
+from hft_pipeline.training.checkpoint import Checkpoint, checkpoint_path, run_fingerprint
 from hft_pipeline.training.dataset import (
     Scaler,
     SequenceTensors,
@@ -43,36 +38,27 @@ from hft_pipeline.training.dataset import (
     class_weights,
     fit_scaler,
     predict_sequences,
-    sequence_batch,
     to_tensors,
 )
+from hft_pipeline.training.lob_transformer import MODEL_KIND as LOB_TRANSFORMER
+from hft_pipeline.training.lob_transformer import LobTransformerConfig, book_layout
+from hft_pipeline.training.loop import (
+    LoopConfig,
+    deterministic,
+    device_name,
+    evaluate_loss,
+    fit,
+    resolve_device,
+)
+from hft_pipeline.training.model import MODEL_KIND as LSTM_MULTITASK
 from hft_pipeline.training.model import (
-    MODEL_KIND,
-    LstmMultitask,
+    AnyModel,
+    AnyModelConfig,
     ModelConfig,
-    combine_loss,
-    loss_terms,
+    build_model,
+    check_kind,
     save_model_config,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """Details of the loop that TrainingSettings leaves out; the defaults suit every window."""
-
-    # Share of all optimizer steps spent ramping the learning rate up linearly from 0.
-    warmup_fraction: float = 0.05
-    # The cosine decay ends at this share of the peak rate (nanoGPT's min_lr = lr / 10).
-    min_lr_fraction: float = 0.1
-    # Epochs without a lower validation loss before stopping; the best weights are restored.
-    patience: int = 3
-    # Max global gradient norm: LSTMs on noisy targets see occasional gradient spikes.
-    grad_clip: float = 1.0
-    # Validation needs no gradients, so it takes bigger batches.
-    eval_batch_size: int = 8192
-    # Rows the baselines fit on at most (a seeded sample): lbfgs time grows with rows and a
-    # linear model on a few dozen inputs gains nothing from more.
-    baseline_max_rows: int = 200_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +80,10 @@ def train_window(
     horizon: int,
     out_dir: Path,
     logger: logging.Logger | None = None,
-    loop: LoopConfig = LoopConfig(),
+    loop: LoopConfig | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Trains the window's multi-task LSTM and writes its folder.
+    """Trains the window's model (of ``settings.model_kind``) and writes its folder.
 
     Parameters
     ----------
@@ -119,7 +105,7 @@ def train_window(
     logger : logging.Logger, optional
         Receives one line per epoch; defaults to this module's logger.
     loop : LoopConfig, optional
-        Warm-up, patience, clipping and evaluation batch size.
+        Warm-up, patience, clipping and evaluation batch size; ``LoopConfig()`` by default.
     on_epoch_end : Callable[[int], None], optional
         Called with the epoch number once the epoch's checkpoint is written (progress
         reporting; tests raise from it to kill a run at a known point).
@@ -130,6 +116,7 @@ def train_window(
     """
     started = time.perf_counter()
     logger = logger or logging.getLogger(__name__)
+    loop = loop or LoopConfig()
     check_settings(settings)
     device = resolve_device(settings.device)
 
@@ -155,17 +142,10 @@ def train_window(
     checkpoint = Checkpoint(
         checkpoint_path(out_dir), run_fingerprint(arrays, split, settings, loop)
     )
-    config = ModelConfig(
-        n_features=len(feature_columns),
-        hidden_size=settings.hidden_size,
-        num_layers=settings.num_layers,
-        dropout=settings.dropout,
-        context=settings.context,
-        horizon=horizon,
-    )
+    config = model_config(settings, feature_columns, horizon, scaler)
     with deterministic(device):
         torch.manual_seed(settings.seed)  # initial weights and dropout masks (CPU and CUDA)
-        model = LstmMultitask(config).to(device)
+        model = build_model(settings.model_kind, config).to(device)
         history = fit(
             model, tensors, split, weights, settings, loop, logger, checkpoint, on_epoch_end
         )
@@ -207,154 +187,8 @@ def train_window(
     )
 
 
-def fit(
-    model: LstmMultitask,
-    tensors: SequenceTensors,
-    split: Split,
-    weights: np.ndarray,
-    settings: TrainingSettings,
-    loop: LoopConfig,
-    logger: logging.Logger,
-    checkpoint: Checkpoint | None = None,
-    on_epoch_end: Callable[[int], None] | None = None,
-) -> list[dict[str, float]]:
-    """Runs the epochs with early stopping; leaves the best epoch's weights in ``model``.
-
-    With a ``checkpoint``, starts from its matching file when there is one and writes it
-    after every epoch.
-    """
-    device = tensors.windows.device
-    rng = np.random.default_rng(settings.seed)  # draws each epoch's sequences
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
-    weight_tensor = torch.as_tensor(weights, dtype=torch.float32, device=device)
-    per_epoch = epoch_size(len(split.train_ends), settings.max_train_sequences)
-    total_steps = settings.epochs * math.ceil(per_epoch / settings.batch_size)
-    warmup_steps = max(1, int(loop.warmup_fraction * total_steps))
-    state = checkpoint.resume(model, optimizer, rng, logger) if checkpoint else LoopState()
-    while state.epoch < settings.epochs and not state.stopped:
-        epoch = state.epoch + 1
-        epoch_started = time.perf_counter()
-        order = torch.from_numpy(epoch_sequences(split.train_ends, per_epoch, rng)).to(device)
-        model.train()
-        running = torch.zeros((), device=device)
-        for first in range(0, len(order), settings.batch_size):
-            lr = learning_rate_at(
-                state.step, total_steps, warmup_steps, settings.learning_rate, loop.min_lr_fraction
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, direction, forward_return, volatility = sequence_batch(
-                tensors, order[first : first + settings.batch_size]
-            )  # x: (batch, context, n_features)
-            with autocast(device):
-                outputs = model(x)
-            terms = loss_terms(outputs, (direction, forward_return, volatility), weight_tensor)
-            loss = combine_loss(
-                terms, settings.return_loss_weight, settings.volatility_loss_weight
-            )["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
-            optimizer.step()
-            running += loss.detach() * len(x)
-            state.step += 1
-        train_loss = float(running) / len(order)
-        train_seconds = time.perf_counter() - epoch_started
-        validation = evaluate_loss(model, tensors, split.val_ends, weight_tensor, settings, loop)
-        state.history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": validation["loss"],
-                "val_cross_entropy": validation["cross_entropy"],
-                "val_return_mse": validation["return_mse"],
-                "val_volatility_mse": validation["volatility_mse"],
-                "lr": lr,
-                "seconds": time.perf_counter() - epoch_started,
-                "sequences_per_second": len(order) / train_seconds,
-                "train_sequences": len(order),
-            }
-        )
-        logger.info(
-            "epoch %d/%d train loss %.4f val loss %.4f lr %.2e %.0f seq/s %.1f s",
-            epoch, settings.epochs, train_loss, validation["loss"], lr,
-            len(order) / train_seconds, state.history[-1]["seconds"],
-        )  # fmt: skip
-        if validation["loss"] < state.best_loss:
-            state.best_loss, state.stale_epochs = validation["loss"], 0
-            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            state.stale_epochs += 1
-            state.stopped = state.stale_epochs >= loop.patience
-            if state.stopped:
-                logger.info("early stop: no lower validation loss for %d epochs", loop.patience)
-        state.epoch = epoch
-        if checkpoint is not None:
-            checkpoint.save(state, model, optimizer, rng)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-    if state.best_state is not None:
-        model.load_state_dict(state.best_state)
-    model.eval()
-    return state.history
-
-
-def learning_rate_at(
-    step: int, total_steps: int, warmup_steps: int, peak: float, min_fraction: float
-) -> float:
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then cosine decay to
-    ``min_fraction * peak`` at ``total_steps`` (nanoGPT's schedule)."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    floor = min_fraction * peak
-    return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - floor)
-
-
-def epoch_size(n_train: int, max_train_sequences: int) -> int:
-    return min(n_train, max_train_sequences) if max_train_sequences > 0 else n_train
-
-
-def epoch_sequences(train_ends: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A shuffled epoch: all training sequences, or ``size`` of them drawn without
-    replacement when ``max_train_sequences`` caps the epoch."""
-    if size >= len(train_ends):
-        return rng.permutation(train_ends)
-    return rng.choice(train_ends, size=size, replace=False)
-
-
-@torch.no_grad()
-def evaluate_loss(
-    model: LstmMultitask,
-    tensors: SequenceTensors,
-    ends: np.ndarray,
-    class_weight: torch.Tensor,
-    settings: TrainingSettings,
-    loop: LoopConfig,
-) -> dict[str, float]:
-    """The training loss and its parts over the sequences ending at ``ends``."""
-    model.eval()
-    device = tensors.windows.device
-    totals: dict[str, torch.Tensor] = {}
-    for first in range(0, len(ends), loop.eval_batch_size):
-        batch_ends = torch.from_numpy(ends[first : first + loop.eval_batch_size]).to(device)
-        x, direction, forward_return, volatility = sequence_batch(tensors, batch_ends)
-        with autocast(device):
-            outputs = model(x)
-        terms = loss_terms(outputs, (direction, forward_return, volatility), class_weight)
-        totals = {k: totals.get(k, 0) + v for k, v in terms.items()}
-    return {
-        name: float(value)
-        for name, value in combine_loss(
-            totals, settings.return_loss_weight, settings.volatility_loss_weight
-        ).items()
-    }
-
-
 def validation_metrics(
-    model: LstmMultitask,
+    model: AnyModel,
     tensors: SequenceTensors,
     arrays: WindowArrays,
     split: Split,
@@ -457,13 +291,46 @@ def run_description(
     }
 
 
-def check_settings(settings: TrainingSettings) -> None:
-    if settings.model_kind != MODEL_KIND:
-        raise ValueError(
-            f"model_kind={settings.model_kind!r} is not trained by this module; "
-            f"set HFT_MODEL_KIND={MODEL_KIND}"
+def model_config(
+    settings: TrainingSettings, feature_columns: Sequence[str], horizon: int, scaler: Scaler
+) -> AnyModelConfig:
+    """The config of ``settings.model_kind`` for this window; the transformer also takes its
+    book offsets' training mean and std from the scaler (its structural penalty is in ticks)."""
+    if settings.model_kind == LOB_TRANSFORMER:
+        offsets = book_layout(feature_columns).offset_index
+        return LobTransformerConfig(
+            feature_columns=tuple(feature_columns),
+            d_model=settings.d_model,
+            n_heads=settings.attention_heads,
+            n_layers=settings.transformer_layers,
+            dropout=settings.dropout,
+            context=settings.context,
+            horizon=horizon,
+            book_forecast_bars=settings.book_forecast_bars,
+            offset_mean=tuple(scaler.mean[index] for index in offsets),
+            offset_std=tuple(scaler.std[index] for index in offsets),
         )
-    for name in ("epochs", "batch_size", "context", "hidden_size", "num_layers"):
+    return ModelConfig(
+        n_features=len(feature_columns),
+        hidden_size=settings.hidden_size,
+        num_layers=settings.num_layers,
+        dropout=settings.dropout,
+        context=settings.context,
+        horizon=horizon,
+    )
+
+
+# Integer settings that must be >= 1: the loop's, then each kind's own.
+POSITIVE_SETTINGS = ("epochs", "batch_size", "context")
+KIND_SETTINGS = {
+    LSTM_MULTITASK: ("hidden_size", "num_layers"),
+    LOB_TRANSFORMER: ("d_model", "attention_heads", "transformer_layers", "book_forecast_bars"),
+}
+
+
+def check_settings(settings: TrainingSettings) -> None:
+    check_kind(settings.model_kind)
+    for name in (*POSITIVE_SETTINGS, *KIND_SETTINGS[settings.model_kind]):
         if getattr(settings, name) < 1:
             raise ValueError(
                 f"training setting {name} must be >= 1, found {getattr(settings, name)}"
@@ -472,6 +339,14 @@ def check_settings(settings: TrainingSettings) -> None:
         raise ValueError(f"learning_rate must be > 0, found {settings.learning_rate}")
     if settings.max_train_sequences < 0:
         raise ValueError(f"max_train_sequences must be >= 0, found {settings.max_train_sequences}")
+    if settings.model_kind == LOB_TRANSFORMER and settings.d_model % settings.attention_heads:
+        raise ValueError(
+            f"d_model={settings.d_model} must be a multiple of "
+            f"attention_heads={settings.attention_heads}"
+        )
+    for name in ("book_forecast_weight", "structural_loss_weight"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} must be >= 0 (0 disables), found {getattr(settings, name)}")
 
 
 def check_split(arrays: WindowArrays, split: Split) -> None:
@@ -488,53 +363,6 @@ def check_split(arrays: WindowArrays, split: Split) -> None:
                 f"{split.n_purged}, embargoed {split.n_embargoed}); change validation_fraction "
                 "or embargo_bars, or train on more days"
             )
-
-
-def resolve_device(name: str) -> torch.device:
-    """Maps the ``device`` setting to a torch device: auto = CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available; set HFT_DEVICE=auto or cpu")
-    return device
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (LSTM and linear layers in bf16, the loss in float32)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels where that is cheap, restoring the previous state afterwards.
-
-    On CPU every op the loop uses has a deterministic kernel, so the flag costs nothing and
-    identical inputs give identical weights. On CUDA the strict flag would need
-    CUBLAS_WORKSPACE_CONFIG set before CUDA starts; only cuDNN is pinned there.
-    """
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-    )
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2:]
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -1,5 +1,5 @@
-"""The inference artifact: TorchScript equals the eager model, and the artifact alone predicts
-what score_day's model predicts."""
+"""The inference artifact of every model kind: TorchScript equals the eager model, and the
+artifact alone predicts what score_day's model predicts."""
 
 from __future__ import annotations
 
@@ -16,14 +16,25 @@ from hft_pipeline.export.torchscript import (
     verify_artifact,
 )
 from hft_pipeline.training.dataset import Scaler, build_window_arrays, predict_sequences, to_tensors
-from hft_pipeline.training.model import load_model
+from hft_pipeline.training.model import MODEL_KINDS, load_model
 from hft_pipeline_tests.training.synthetic import make_window, train_tiny_window
+
+# The LSTM reads three plain features; the transformer also two book levels (8 features).
+BOOK_LEVELS = {"lstm_multitask": 0, "lob_transformer": 2}
+
+
+@pytest.fixture(scope="module", params=sorted(MODEL_KINDS))
+def kind(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def window_dir(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("fit") / "20240102_20240104"
-    return train_tiny_window(out_dir, bars=120, epochs=2, num_layers=2, dropout=0.1)
+def window_dir(tmp_path_factory, kind):
+    out_dir = tmp_path_factory.mktemp(f"fit_{kind}") / "20240102_20240104"
+    return train_tiny_window(
+        out_dir, bars=120, book_levels=BOOK_LEVELS[kind], model_kind=kind, epochs=2,
+        num_layers=2, dropout=0.1,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +44,16 @@ def artifact_dir(window_dir, tmp_path_factory):
     return artifact_dir
 
 
-def test_export_artifact_writes_files_and_describes_them(window_dir, tmp_path):
+def test_export_artifact_writes_files_and_describes_them(window_dir, kind, tmp_path):
     target = tmp_path / "artifact"
 
     described = export_artifact(window_dir, target)
 
+    features = json.loads((target / "features.json").read_text())
     assert sorted(p.name for p in target.iterdir()) == sorted(ARTIFACT_FILES)
-    assert json.loads((target / "features.json").read_text()) == ["f0", "f1", "f2"]
+    assert json.loads((target / "config.json").read_text())["model_kind"] == kind
+    assert features[:3] == ["f0", "f1", "f2"]
+    assert len(features) == 3 + 4 * BOOK_LEVELS[kind]
     assert (target / "scaler.json").read_bytes() == (window_dir / "scaler.json").read_bytes()
     assert described["context"] == 8
     assert described["window_end"] == "2024-01-04"
@@ -52,8 +66,10 @@ def test_verify_artifact_torchscript_matches_eager_within_1e_5(artifact_dir, win
     assert difference < 1e-5
 
 
-def test_artifact_predictor_equals_score_day_model_predictions(artifact_dir, window_dir):
-    day = make_window(days=1, bars=60, seed=4, first_day=dt.date(2024, 1, 8))
+def test_artifact_predictor_equals_score_day_model_predictions(artifact_dir, window_dir, kind):
+    day = make_window(
+        days=1, bars=60, seed=4, first_day=dt.date(2024, 1, 8), book_levels=BOOK_LEVELS[kind]
+    )
     arrays = build_window_arrays(day.features, day.labels, day.feature_columns, day.horizon, 8)
     scaler = Scaler.load(window_dir / "scaler.json")
     tensors = to_tensors(arrays, scaler.transform(arrays.features), scaler, "cpu")
@@ -79,9 +95,10 @@ def test_artifact_predictor_equals_score_day_model_predictions(artifact_dir, win
 
 def test_artifact_predictor_wrong_feature_count_raises(artifact_dir):
     predictor = ArtifactPredictor(artifact_dir)
+    n_features = len(predictor.feature_columns)
 
-    with pytest.raises(ValueError, match=r"expected \(seq, 3\)"):
-        predictor.predict(np.zeros((8, 4)))
+    with pytest.raises(ValueError, match=rf"expected \(seq, {n_features}\)"):
+        predictor.predict(np.zeros((8, n_features + 1)))
 
 
 def test_artifact_predictor_incomplete_folder_raises(tmp_path):

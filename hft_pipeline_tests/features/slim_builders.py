@@ -67,18 +67,28 @@ def slim_table(rows: list[dict], symbol: str = "ES") -> pa.Table:
 
 
 def write_slim(
-    path: Path, table: pa.Table, symbol: str = "ES", tick_size: float = ES_TICK, day=DAY
+    path: Path,
+    table: pa.Table,
+    symbol: str = "ES",
+    tick_size: float = ES_TICK,
+    day=DAY,
+    row_group_size: int | None = None,
 ) -> Path:
     metadata = {META_TICK_SIZE: repr(tick_size), META_SYMBOL: symbol, META_TRADING_DAY: str(day)}
-    pq.write_table(table.replace_schema_metadata(metadata), path)
+    pq.write_table(table.replace_schema_metadata(metadata), path, row_group_size=row_group_size)
     return path
 
 
 def random_slim_table(
-    seed: int, events: int, session: Session, symbol: str = "ES", tick_size: float = ES_TICK
+    seed: int,
+    events: int,
+    session: Session,
+    symbol: str = "ES",
+    tick_size: float = ES_TICK,
+    levels: int = 5,
 ) -> pa.Table:
-    """A seeded stream: a random-walk mid on the tick grid, 5 levels a side, ~25% trades, some
-    trade-only rows and some rows with an empty ask side."""
+    """A seeded stream: a random-walk mid on the tick grid, ``levels`` levels a side, ~25%
+    trades, some trade-only rows and some rows with an empty ask side."""
     rng = np.random.default_rng(seed)
     ts_recv = np.sort(rng.integers(session.open_ns, session.close_ns, events))
     best_bid_ticks = 16_000 + np.cumsum(rng.integers(-1, 2, events))
@@ -97,7 +107,7 @@ def random_slim_table(
         "trade_side": pa.array(rng.choice(["B", "A", "N"], events, p=[0.45, 0.45, 0.1])),
     }
     no_book = ~book_present
-    for level in range(5):
+    for level in range(levels):
         bid_size = rng.integers(1, 200, events)
         ask_size = np.where(ask_empty, 0, rng.integers(1, 200, events))
         bid_price = (best_bid_ticks - level) * tick_size
@@ -111,6 +121,15 @@ def random_slim_table(
         for field in SLIM_SCHEMA
     ]
     return pa.Table.from_arrays(arrays, schema=SLIM_SCHEMA)
+
+
+def previous_session(session: Session) -> Session:
+    """The same session one day earlier, for the previous-day warm-up."""
+    return Session(
+        session.day - dt.timedelta(days=1),
+        session.open_ns - 86_400 * NS,
+        session.close_ns - 86_400 * NS,
+    )
 
 
 # --- bars ---------------------------------------------------------------------------------------

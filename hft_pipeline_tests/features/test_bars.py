@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,6 +18,7 @@ from hft_pipeline_tests.features.slim_builders import (
     OPEN_NS,
     SHORT_SESSION,
     book_event,
+    random_slim_table,
     slim_table,
     trade_event,
     write_slim,
@@ -118,4 +120,30 @@ def test_build_bars_file_of_another_day_raises(tmp_path):
     path = write_slim(tmp_path / "es.parquet", slim_table([]), day=dt.date(2024, 1, 3))
 
     with pytest.raises(ValueError, match="2024-01-03"):
+        build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5)
+
+
+def test_build_bars_batches_of_one_row_and_small_row_groups_give_the_same_bars(tmp_path):
+    # Events from before the open to after the close, in row groups of 50 rows: groups wholly
+    # outside the session are skipped, and every batch of one row carries the book forward.
+    wider = Session(DAY, OPEN_NS - 20 * NS, SHORT_SESSION.close_ns + 20 * NS)
+    table = random_slim_table(7, 400, wider, levels=10)
+    path = write_slim(tmp_path / "es.parquet", table, row_group_size=50)
+
+    whole = build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5)
+    one_row_batches = build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5, batch_rows=1)
+
+    assert one_row_batches.equals(whole)
+    assert pc.sum(whole["ofi_flow_multi"]).as_py() != 0
+    assert pc.sum(whole["trade_count"]).as_py() > 0
+
+
+def test_build_bars_rows_out_of_ts_recv_order_raise_naming_file_and_check(tmp_path):
+    rows = [
+        book_event(OPEN_NS + 3 * NS, [(100.00, 1)], [(100.25, 1)]),
+        book_event(OPEN_NS + 2 * NS, [(100.25, 1)], [(100.50, 1)]),
+    ]
+    path = write_slim(tmp_path / "es.parquet", slim_table(rows))
+
+    with pytest.raises(ValueError, match="es.parquet: ts_recv goes back.*ts_recv_ordered"):
         build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5)

@@ -6,12 +6,12 @@ import math
 import time
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from hft_pipeline.config import FeatureSettings
-from hft_pipeline.features.compute import FEATURES_SCHEMA, compute_day, labels_schema, write_day
+from hft_pipeline.features.compute import FEATURES_SCHEMA, KEY_FIELDS, compute_day, write_day
+from hft_pipeline.features.labels import labels_schema
 from hft_pipeline.features.registry import FEATURE_NAMES
 from hft_pipeline.features.schema import KEY_COLUMNS, label_columns
 from hft_pipeline.partitions import Session, TradingCalendar
@@ -27,7 +27,9 @@ from hft_pipeline_tests.features.slim_builders import (
     write_slim,
 )
 
-SETTINGS = FeatureSettings(bar_seconds=5, horizon_bars=2, direction_threshold_ticks=1.0)
+SETTINGS = FeatureSettings(
+    bar_seconds=5, horizon_bars=2, horizons_bars=(2,), direction_threshold_ticks=1.0
+)
 FIVE_LEVEL_BIDS = [(100.00, 10), (99.75, 20), (99.50, 5), (99.25, 5), (99.00, 10)]
 FIVE_LEVEL_ASKS = [(100.25, 30), (100.50, 10), (100.75, 5), (101.00, 5), (101.25, 10)]
 # Best bid per bar in ticks of 0.25, spread one tick: mid = (bid + 0.5) * 0.25.
@@ -73,6 +75,16 @@ def test_compute_day_tiny_book_matches_hand_computed_returns_and_trades(tmp_path
     # Bar 2 closes 15 s into the 60 s session: a quarter of the way round.
     assert features["time_of_day_sin"][2] == pytest.approx(1.0, abs=1e-15)
     assert features["time_of_day_cos"][2] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_compute_day_time_features_read_the_session_bounds_and_trading_day(tmp_path):
+    features, _ = _day(tmp_path, _tiny_book_rows())
+
+    # Bars of 5 s closing 5, 10, .., 60 s into the 60 s session of Tuesday 2024-01-02.
+    assert features["minutes_since_open"] == [5 * (bar + 1) / 60 for bar in range(12)]
+    assert features["minutes_to_close"] == [(55 - 5 * bar) / 60 for bar in range(12)]
+    assert set(features["day_of_week_sin"]) == {math.sin(2 * math.pi / 7)}
+    assert set(features["day_of_week_cos"]) == {math.cos(2 * math.pi / 7)}
 
 
 def test_compute_day_realized_volatility_is_null_in_warm_up_then_root_sum_of_squares(tmp_path):
@@ -127,7 +139,7 @@ def test_compute_day_two_symbols_sorted_by_symbol_with_their_own_tick(tmp_path):
     features, labels = compute_day({"ZN": zn, "ES": es}, SHORT_SESSION, SETTINGS)
 
     assert features.schema == FEATURES_SCHEMA
-    assert labels.schema == labels_schema(SETTINGS.horizon_bars)
+    assert labels.schema == labels_schema(KEY_FIELDS, SETTINGS.horizons_bars)
     assert features["symbol"].to_pylist() == ["ES"] * 12 + ["ZN"] * 12
     assert features["spread_ticks"].to_pylist()[::12] == [1.0, 2.0]
 
@@ -139,38 +151,6 @@ def test_compute_day_empty_slim_file_gives_null_book_features(tmp_path):
         assert features[name] == [None] * 12, name
     assert features["log_volume"] == [0.0] * 12
     assert labels["direction_h2"] == [None] * 12
-
-
-def test_compute_day_truncated_at_t_gives_same_features_up_to_t(tmp_path):
-    session = Session(DAY, OPEN_NS, OPEN_NS + 3600 * NS)
-    days = {
-        symbol: random_slim_table(seed, 3000, session, symbol)
-        for seed, symbol in ((11, "ES"), (12, "NQ"))
-    }
-    full_files = {
-        symbol: write_slim(tmp_path / f"{symbol}.parquet", table, symbol)
-        for symbol, table in days.items()
-    }
-    full, _ = compute_day(full_files, session, SETTINGS)
-    rng = np.random.default_rng(5)
-    cuts = [OPEN_NS + 600 * NS, *rng.integers(session.open_ns, session.close_ns, 2)]
-
-    for cut in cuts:
-        truncated_files = {
-            symbol: write_slim(
-                tmp_path / f"{symbol}_{cut}.parquet",
-                table.filter(pc.less_equal(table["ts_recv"], cut)),
-                symbol,
-            )
-            for symbol, table in days.items()
-        }
-        truncated, _ = compute_day(truncated_files, session, SETTINGS)
-
-        known = pc.less_equal(full["ts"], cut)
-        for name in FEATURE_NAMES:
-            expected = full[name].filter(known).to_numpy(zero_copy_only=False)
-            found = truncated[name].filter(known).to_numpy(zero_copy_only=False)
-            np.testing.assert_allclose(found, expected, rtol=0, atol=1e-12, err_msg=name)
 
 
 def test_write_day_writes_zstd_parquet_atomically(tmp_path):

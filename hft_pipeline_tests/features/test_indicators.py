@@ -30,7 +30,9 @@ from hft_pipeline_tests.features.slim_builders import (
     write_slim,
 )
 
-SETTINGS = FeatureSettings(bar_seconds=5, horizon_bars=2, direction_threshold_ticks=1.0)
+SETTINGS = FeatureSettings(
+    bar_seconds=5, horizon_bars=2, horizons_bars=(2,), direction_threshold_ticks=1.0
+)
 HOUR_SESSION = Session(DAY, OPEN_NS, OPEN_NS + 3600 * NS)  # 720 bars of 5 s
 PARITY_ATOL = 1e-9
 LOOKBACK = {spec.name: spec.lookback_bars for spec in FEATURES}

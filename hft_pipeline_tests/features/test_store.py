@@ -24,7 +24,7 @@ from hft_pipeline_tests.features.slim_builders import (
     write_slim,
 )
 
-SETTINGS = FeatureSettings(bar_seconds=5, horizon_bars=2)
+SETTINGS = FeatureSettings(bar_seconds=5, horizon_bars=2, horizons_bars=(2,))
 DAYS = (dt.date(2024, 1, 2), dt.date(2024, 1, 3))
 DAY_NS = 86_400 * NS
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,14 @@ import databento_dbn
 import numpy as np
 import zstandard
 
-from hft_pipeline.ingest.dbn_layout import DTYPE_BY_RTYPE, PRICE_SCALE
+from hft_pipeline.ingest.dbn_layout import (
+    DTYPE_BY_RTYPE,
+    MBO_DTYPE,
+    OHLCV_DTYPE,
+    PRICE_SCALE,
+    RTYPE_MBO,
+    UNDEF_PRICE,
+)
 from hft_pipeline.partitions import Session
 
 ES_TICK_FIXED = PRICE_SCALE // 4  # 0.25 index points in DBN fixed-point units
@@ -148,3 +156,83 @@ def sha256(data: bytes) -> str:
 def session_times(count: int, *, step_ns: int = 1_000_000) -> np.ndarray:
     """``count`` increasing receive times from one second after the session opens."""
     return SESSION.open_ns + 10**9 + np.arange(count, dtype=np.uint64) * step_ns
+
+
+def make_ohlcv_records(
+    rtype: int, ts_event: Sequence[int], closes: Sequence[float], *, instrument_id: int = 5482
+) -> np.ndarray:
+    """Bars of ``rtype`` opening at ``ts_event``: open one tick under the close, high and low
+    one tick either side, volume 10 per bar; prices in index points."""
+    close = np.round(np.asarray(closes) * PRICE_SCALE).astype(np.int64)
+    records = np.zeros(len(ts_event), OHLCV_DTYPE)
+    records["length"] = OHLCV_DTYPE.itemsize // 4
+    records["rtype"] = rtype
+    records["publisher_id"] = 1
+    records["instrument_id"] = instrument_id
+    records["ts_event"] = ts_event
+    records["open"] = close - ES_TICK_FIXED
+    records["high"] = close + ES_TICK_FIXED
+    records["low"] = close - 2 * ES_TICK_FIXED
+    records["close"] = close
+    records["volume"] = 10
+    return records
+
+
+def make_mbo_records(
+    events: Sequence[tuple[str, str, int, float | None, int]],
+    *,
+    instrument_id: int = 5482,
+    flags: int = 128,
+    start_ns: int = SESSION.open_ns,
+) -> np.ndarray:
+    """MBO records from ``(action, side, order_id, price, size)`` tuples, one per microsecond.
+
+    Prices are in index points (``None``: undefined, as on a clear-book record); every record
+    carries ``flags`` (default F_LAST: each event is complete on its own)."""
+    records = np.zeros(len(events), MBO_DTYPE)
+    records["length"] = MBO_DTYPE.itemsize // 4
+    records["rtype"] = RTYPE_MBO
+    records["publisher_id"] = 1
+    records["instrument_id"] = instrument_id
+    records["ts_recv"] = start_ns + np.arange(len(events), dtype=np.uint64) * 1_000
+    records["ts_event"] = records["ts_recv"] - 500
+    records["sequence"] = np.arange(1, len(events) + 1)
+    records["flags"] = flags
+    for record, (action, side, order_id, price, size) in zip(records, events, strict=True):
+        record["action"], record["side"] = action.encode(), side.encode()
+        record["order_id"], record["size"] = order_id, size
+        record["price"] = UNDEF_PRICE if price is None else round(price * PRICE_SCALE)
+    return records
+
+
+def read_zstd(path: Path) -> bytes:
+    """A zstd-compressed file's decompressed bytes (the real .dbn.zst files are small)."""
+    with path.open("rb") as compressed:
+        return zstandard.ZstdDecompressor().stream_reader(compressed).read()
+
+
+def upgrade_to_v2(data: bytes) -> bytes:
+    """databento-dbn's own transcoding of a DBN v1 stream into a DBN v2 stream."""
+    out = io.BytesIO()
+    transcoder = databento_dbn.Transcoder(
+        out,
+        databento_dbn.Encoding.DBN,
+        databento_dbn.Compression.NONE,
+        upgrade_policy=databento_dbn.VersionUpgradePolicy.UPGRADE_TO_V2,
+    )
+    transcoder.write(data)
+    transcoder.flush()
+    return out.getvalue()
+
+
+class TrickleStream(io.RawIOBase):
+    """Returns at most 7 bytes per read, as a decompressor may: reads must be looped."""
+
+    def __init__(self, data: bytes):
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._inner.read(min(size, 7) if size >= 0 else 7)

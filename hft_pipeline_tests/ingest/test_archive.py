@@ -30,6 +30,7 @@ from hft_pipeline_tests.ingest.dbn_builders import (
 )
 
 MEMBER = "glbx-mdp3-20210105.trades.dbn.zst"
+CSV_MEMBER = "glbx-mdp3-20210105.trades.csv.zst"
 
 
 @pytest.fixture
@@ -121,10 +122,42 @@ def test_inspect_archive_unsafe_member_path_raises_naming_member(tmp_path, membe
         inspect_archive(path)
 
 
-def test_inspect_archive_without_dbn_member_raises(tmp_path):
-    path = write_archive(tmp_path / "csv.zip", {"glbx-mdp3-20210105.trades.csv.zst": b"x"})
+def test_inspect_archive_without_dbn_or_csv_member_raises(tmp_path):
+    path = write_archive(tmp_path / "docs.zip", {"README.txt": b"x"})
 
-    with pytest.raises(ArchiveError, match=r"csv\.zip: no DBN member"):
+    with pytest.raises(ArchiveError, match=r"docs\.zip: no DBN member .* or CSV member"):
+        inspect_archive(path)
+
+
+def test_inspect_archive_csv_members_listed_and_hashed(tmp_path, member_bytes):
+    csv_bytes = zstandard.ZstdCompressor().compress(b"ts_recv,ts_event,price\n1,0,3700.25\n")
+    path = write_archive(tmp_path / "both.zip", {MEMBER: member_bytes, CSV_MEMBER: csv_bytes})
+
+    contents = inspect_archive(path)
+
+    assert contents.csv_members == [CSV_MEMBER]
+    assert contents.dbn_members == [MEMBER]
+    assert contents.sha256 == {MEMBER: sha256(member_bytes), CSV_MEMBER: sha256(csv_bytes)}
+
+
+def test_inspect_archive_csv_hash_mismatch_raises_naming_member(tmp_path):
+    path = write_archive(tmp_path / "csv.zip", {CSV_MEMBER: b"x"}, with_manifest=False)
+    manifest = {"files": [{"filename": CSV_MEMBER, "hash": "sha256:" + "0" * 64}]}
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("manifest.json", json.dumps(manifest))
+
+    with pytest.raises(
+        ArchiveError, match=rf"csv\.zip, member '{CSV_MEMBER}': SHA-256 \w+ differs"
+    ):
+        inspect_archive(path)
+
+
+def test_inspect_archive_csv_member_absent_from_manifest_raises(tmp_path, member_bytes):
+    path = write_archive(tmp_path / "unlisted.zip", {MEMBER: member_bytes})
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(CSV_MEMBER, b"x")
+
+    with pytest.raises(ArchiveError, match=rf"'{CSV_MEMBER}': not listed in manifest"):
         inspect_archive(path)
 
 

@@ -9,7 +9,11 @@ import pytest
 
 from hft_pipeline.ingest.dbn_layout import TRADE_DTYPE
 from hft_pipeline.ingest.slim import build_slim_day, choose_front_contract, read_slim_metadata
-from hft_pipeline.ingest.slim_schema import META_CONTRACT, META_CONTRACT_VOLUMES
+from hft_pipeline.ingest.slim_schema import (
+    META_CONTRACT,
+    META_CONTRACT_VOLUMES,
+    META_FRONT_CONTRACT_RULE,
+)
 from hft_pipeline_tests.ingest.dbn_builders import (
     SESSION,
     es_archive,
@@ -96,3 +100,39 @@ def test_build_slim_day_volumes_count_trades_only(tmp_path):
 
     assert summary.contract_volumes == {"ESH1": 7}
     assert pq.read_table(summary.path).column("trade_px").to_pylist()[1::2] == [None, None]
+
+
+def test_build_slim_day_nearest_expiry_rule_ignores_previous_volumes(
+    tmp_path, two_contract_archive
+):
+    summary = build_slim_day(
+        [two_contract_archive],
+        SESSION,
+        "ES",
+        tmp_path / "slim.parquet",
+        previous_contract_volumes={"ESH1": 900, "ESM1": 1_200},
+        front_contract_rule="nearest_expiry",
+    )
+
+    metadata = read_slim_metadata(summary.path)
+    assert (summary.contract, summary.rows) == ("ESH1", 2)
+    assert metadata[META_CONTRACT] == "ESH1"
+    assert metadata[META_FRONT_CONTRACT_RULE] == "nearest_expiry"
+
+
+def test_build_slim_day_records_previous_day_volume_rule_by_default(tmp_path, two_contract_archive):
+    summary = build_slim_day([two_contract_archive], SESSION, "ES", tmp_path / "slim.parquet")
+
+    assert read_slim_metadata(summary.path)[META_FRONT_CONTRACT_RULE] == "previous_day_volume"
+    assert summary.front_contract_rule == "previous_day_volume"
+
+
+def test_choose_front_contract_nearest_expiry_rule_ignores_volumes():
+    volumes = {"ESH1": 5, "ESM1": 500}
+
+    assert choose_front_contract({"ESM1", "ESH1"}, volumes, 2021, rule="nearest_expiry") == "ESH1"
+
+
+def test_choose_front_contract_unknown_rule_raises():
+    with pytest.raises(ValueError, match="front_contract_rule must be one of .* 'open_interest'"):
+        choose_front_contract({"ESH1"}, None, 2021, rule="open_interest")

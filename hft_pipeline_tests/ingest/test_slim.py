@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from hft_pipeline.ingest import slim
+from hft_pipeline.ingest import slim_spill
 from hft_pipeline.ingest.dbn_layout import MBP1_DTYPE, MBP10_DTYPE, TRADE_DTYPE, UNDEF_PRICE
 from hft_pipeline.ingest.slim import ArchiveError, build_slim_day, read_slim_metadata
 from hft_pipeline.ingest.slim_schema import (
@@ -358,7 +358,7 @@ def test_build_slim_day_missing_expected_day_sets_partial(tmp_path):
 
 
 def test_build_slim_day_row_groups_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(slim, "ROW_GROUP_ROWS", 8)
+    monkeypatch.setattr(slim_spill, "ROW_GROUP_ROWS", 8)
     archive = es_archive(tmp_path / "a.zip", make_records(MBP10_DTYPE, session_times(20)))
 
     summary = build_slim_day([archive], SESSION, "ES", tmp_path / "slim.parquet")

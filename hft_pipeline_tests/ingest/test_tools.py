@@ -1,15 +1,30 @@
-"""ingest_archives on simulated archives: one SLIM file per session and symbol."""
+"""ingest_archives on simulated Databento archives, real LOBSTER samples and bar files: one
+SLIM file per session and symbol."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import zipfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from hft_pipeline.ingest.tools import archive_coverage, ingest_archives
+from hft_pipeline.ingest.slim import read_slim_metadata
+from hft_pipeline.ingest.slim_schema import (
+    META_BAR_INTERVAL_NS,
+    META_CONTRACT,
+    META_SOURCE_FILES,
+    META_TICK_SIZE,
+)
+from hft_pipeline.ingest.tools import (
+    archive_coverage,
+    ingest_archives,
+    source_kind,
+)
 from hft_pipeline.simulate import simulate_bucket
+from hft_pipeline_tests.ingest.test_bar_files import SECOND_BARS, write_parquet
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +74,67 @@ def test_ingest_archives_unknown_symbol_raises_listing_present(
 ) -> None:
     with pytest.raises(ValueError, match=r"\['ES', 'ZN'\]"):
         ingest_archives(archives, tmp_path, symbols=["NQ"])
+
+
+LOBSTER_AAPL = "lobster-nasdaq-2012-06-21/LOBSTER_SampleFile_AAPL_2012-06-21_1.zip"
+AAPL_MESSAGE = "AAPL_2012-06-21_34200000_57600000_message_1.csv"
+
+
+def test_source_kind_tells_databento_lobster_and_bar_files(
+    archives: list[Path], shared_data: Path, tmp_path: Path
+) -> None:
+    assert source_kind(archives[0]) == "databento"
+    assert source_kind(shared_data / LOBSTER_AAPL) == "lobster"
+    assert source_kind(tmp_path / AAPL_MESSAGE) == "lobster"
+    assert source_kind(tmp_path / "MES_1s.parquet") == "bars"
+    assert source_kind(tmp_path / "6EH4_1min.csv.gz") == "bars"
+    with pytest.raises(ValueError, match="notes.txt: not a source this command reads"):
+        source_kind(tmp_path / "notes.txt")
+
+
+def test_ingest_lobster_zip_writes_the_day_with_hashes_reproducibly(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    (summary,) = ingest_archives([shared_data / LOBSTER_AAPL], tmp_path)
+    first_bytes = summary.path.read_bytes()
+    ingest_archives([shared_data / LOBSTER_AAPL], tmp_path)
+
+    metadata = read_slim_metadata(summary.path)
+    assert summary.path == tmp_path / "live_20120621_AAPL_SLIM.parquet"
+    assert (summary.rows, summary.partial) == (118_497, False)
+    assert pq.read_metadata(summary.path).num_rows == 118_497
+    assert metadata[META_TICK_SIZE] == "0.01"
+    assert [source["member"] for source in json.loads(metadata[META_SOURCE_FILES])] == [
+        AAPL_MESSAGE,
+        AAPL_MESSAGE.replace("message", "orderbook"),
+    ]
+    assert summary.path.read_bytes() == first_bytes
+    assert sorted(path.name for path in tmp_path.iterdir()) == [summary.path.name]
+
+
+def test_ingest_loose_lobster_message_file_finds_its_orderbook(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(shared_data / LOBSTER_AAPL) as opened:
+        opened.extractall(tmp_path / "lobster")
+
+    (summary,) = ingest_archives([tmp_path / "lobster" / AAPL_MESSAGE], tmp_path / "out")
+
+    assert (summary.symbol, summary.rows) == ("AAPL", 118_497)
+    assert [source["archive"] for source in summary.source_files] == [
+        AAPL_MESSAGE,
+        AAPL_MESSAGE.replace("message", "orderbook"),
+    ]
+
+
+def test_ingest_databento_zip_and_bar_file_together(archives: list[Path], tmp_path: Path) -> None:
+    bars = write_parquet(SECOND_BARS, tmp_path / "MES_1s.parquet")
+
+    summaries = ingest_archives([archives[0], bars], tmp_path / "out", symbols=None)
+
+    names = [summary.path.name for summary in summaries]
+    assert names[-2:] == ["live_20240109_MES_SLIM.parquet", "live_20240110_MES_SLIM.parquet"]
+    assert all(name.endswith("_ES_SLIM.parquet") for name in names[:-2])
+    metadata = read_slim_metadata(summaries[-1].path)
+    assert metadata[META_BAR_INTERVAL_NS] == "1000000000"
+    assert metadata[META_CONTRACT] == "MESH4"

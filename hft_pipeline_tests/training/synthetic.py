@@ -1,6 +1,7 @@
 """Small synthetic windows in the features/labels layout, for the training, evaluation and
 export tests: a few sessions of random features whose labels either follow one feature lagged
-a few bars (``planted=True``) or are pure noise."""
+a few bars (``planted=True``) or are pure noise, optionally with the book-level features the
+lob_transformer reads."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from hft_pipeline.config import TrainingSettings
 from hft_pipeline.features.schema import label_columns
+from hft_pipeline.training.lob_transformer import SIDES, book_column
 from hft_pipeline.training.train import train_window
 
 BAR_NS = 5_000_000_000  # 5 s bars
@@ -41,6 +43,7 @@ def make_window(
     seed: int = 0,
     warmup_bars: int = 4,
     first_day: dt.date = dt.date(2024, 1, 2),
+    book_levels: int = 0,
 ) -> SyntheticWindow:
     """Sessions of ``bars`` 5-s bars per symbol per day, sorted by symbol, ts.
 
@@ -48,6 +51,7 @@ def make_window(
     f0 at bar t - lag (flat within +-FLAT_BAND); otherwise labels are independent of every
     feature with balanced classes. ``f1`` is NaN for the first ``warmup_bars`` of each session
     and the labels are NULL for the last ``horizon`` bars, as the feature code writes them.
+    ``book_levels`` > 0 appends the book features of that many levels (see book_features).
     """
     rng = np.random.default_rng(seed)
     columns = tuple(f"f{i}" for i in range(n_features))
@@ -59,15 +63,47 @@ def make_window(
             values = rng.standard_normal((bars, n_features))
             if n_features > 1:
                 values[:warmup_bars, 1] = np.nan
-            feature_parts.append(keys.assign(**{c: values[:, i] for i, c in enumerate(columns)}))
+            book = book_features(book_levels, bars, rng)
+            feature_parts.append(
+                keys.assign(**{c: values[:, i] for i, c in enumerate(columns)}, **book)
+            )
             driver = np.roll(values[:, 0], lag) if planted else rng.standard_normal(bars)
             label_parts.append(keys.assign(**session_labels(driver, horizon, lag, planted, rng)))
     return SyntheticWindow(
         features=pd.concat(feature_parts, ignore_index=True),
         labels=pd.concat(label_parts, ignore_index=True),
-        feature_columns=columns,
+        feature_columns=columns + tuple(book_feature_names(book_levels)),
         horizon=horizon,
     )
+
+
+def book_feature_names(levels: int) -> list[str]:
+    return [
+        book_column(side, attribute, level)
+        for level in range(levels)
+        for side in SIDES
+        for attribute in ("offset_ticks", "log_size")
+    ]
+
+
+def book_features(levels: int, bars: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A sound book in the features stage's units: offsets from the mid in ticks, half a tick
+    at the touch and one more tick per level, log sizes; the deepest level is empty (NULL)
+    on a tenth of the bars. No levels draw nothing, leaving the other columns' draws as
+    they were."""
+    if levels == 0:
+        return {}
+    columns = {}
+    empty = rng.random(bars) < 0.1
+    for side in SIDES:
+        for level in range(levels):
+            offset = 0.5 + level + 0.2 * rng.random(bars)
+            size = np.log1p(rng.integers(1, 200, bars)).astype(np.float64)
+            if level == levels - 1:
+                offset[empty], size[empty] = np.nan, np.nan
+            columns[book_column(side, "offset_ticks", level)] = offset
+            columns[book_column(side, "log_size", level)] = size
+    return columns
 
 
 def session_keys(symbol: str, day: dt.date, bars: int) -> pd.DataFrame:
@@ -108,6 +144,9 @@ def tiny_settings(**overrides) -> TrainingSettings:
         context=8,
         hidden_size=16,
         num_layers=1,
+        d_model=16,
+        attention_heads=2,
+        transformer_layers=1,
         dropout=0.0,
         epochs=4,
         batch_size=64,
@@ -122,9 +161,9 @@ def tiny_settings(**overrides) -> TrainingSettings:
     return TrainingSettings(**values)
 
 
-def train_tiny_window(out_dir: Path, bars: int, **settings) -> Path:
+def train_tiny_window(out_dir: Path, bars: int, book_levels: int = 0, **settings) -> Path:
     """Trains a 3-day synthetic window into ``out_dir`` (the fixture of the scoring tests)."""
-    data = make_window(days=3, bars=bars)
+    data = make_window(days=3, bars=bars, book_levels=book_levels)
     train_window(
         data.features, data.labels, data.feature_columns, tiny_settings(**settings),
         data.horizon, out_dir,

@@ -1,4 +1,5 @@
-"""The multi-task LSTM: shapes, capacity (it can overfit), scripting and its config file."""
+"""The multi-task LSTM: shapes, capacity (it can overfit), scripting; the shared loss; the
+factory of model kinds and the config file that records the kind."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from hft_pipeline.training.heads import LossWeights, combine_loss
+from hft_pipeline.training.lob_transformer import LobTransformer, LobTransformerConfig
 from hft_pipeline.training.model import (
     LstmMultitask,
     ModelConfig,
+    build_model,
+    load_model,
     load_model_config,
     save_model_config,
 )
@@ -88,3 +93,60 @@ def test_model_config_invalid_value_raises(overrides):
 
     with pytest.raises(ValueError, match="ModelConfig"):
         ModelConfig(**values)
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "model_class"),
+    [
+        ("lstm_multitask", ModelConfig(n_features=3, hidden_size=8), LstmMultitask),
+        (
+            "lob_transformer",
+            LobTransformerConfig(("a", "bid_offset_ticks_00", "bid_log_size_00"), d_model=8),
+            LobTransformer,
+        ),
+    ],
+)
+def test_build_model_saved_and_loaded_by_kind(tmp_path, kind, config, model_class):
+    torch.manual_seed(0)
+    model = build_model(kind, config)
+    save_model_config(config, tmp_path / "model_config.json")
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+
+    loaded_config, document = load_model_config(tmp_path / "model_config.json")
+    loaded = load_model(tmp_path)
+
+    assert document["model_kind"] == kind
+    assert loaded_config == config
+    assert type(loaded) is model_class
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_build_model_config_of_other_kind_raises():
+    with pytest.raises(TypeError, match="'lob_transformer' takes a LobTransformerConfig"):
+        build_model("lob_transformer", ModelConfig(n_features=3))
+
+
+def test_load_model_config_unknown_kind_raises(tmp_path):
+    path = tmp_path / "model_config.json"
+    path.write_text('{"model_kind": "gru", "model": {}}')
+
+    with pytest.raises(ValueError, match="model_kind is 'gru'"):
+        load_model_config(path)
+
+
+def test_combine_loss_adds_weighted_book_terms_only_when_present():
+    sums = dict(cross_entropy_sum=2.0, weight_sum=4.0, return_se_sum=8.0, volatility_se_sum=4.0,
+                count=4.0)  # fmt: skip
+    book = dict(book_se_sum=6.0, book_count=3.0, structural_sum=1.0, book_forecasts=2.0)
+    weights = LossWeights(
+        return_weight=0.5, volatility_weight=0.25, book_forecast_weight=0.1, structural_weight=2.0
+    )
+
+    plain = combine_loss({k: torch.tensor(v) for k, v in sums.items()}, weights)
+    with_book = combine_loss({k: torch.tensor(v) for k, v in {**sums, **book}.items()}, weights)
+
+    # CE 2/4, return MSE 8/4, volatility MSE 4/4; book MSE 6/3, structural penalty 1/2.
+    assert float(plain["loss"]) == pytest.approx(0.5 + 0.5 * 2 + 0.25 * 1)
+    assert "structural_penalty" not in plain
+    assert float(with_book["loss"]) == pytest.approx(1.75 + 0.1 * 2 + 2.0 * 0.5)
+    assert float(with_book["structural_penalty"]) == pytest.approx(0.5)

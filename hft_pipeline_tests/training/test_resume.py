@@ -1,5 +1,6 @@
 """Per-epoch checkpoints: a run killed after some epoch and started again ends exactly like an
-uninterrupted one; a checkpoint of other settings or data is not resumed."""
+uninterrupted one, for every model kind; a checkpoint of other settings or data is not
+resumed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import pytest
 import torch
 
 from hft_pipeline.training.checkpoint import CHECKPOINT_FORMAT, checkpoint_path
+from hft_pipeline.training.model import MODEL_KINDS
 from hft_pipeline.training.train import TrainResult, train_window
 from hft_pipeline_tests.training.synthetic import make_window, tiny_settings
 
 # Dropout, two layers and a capped epoch exercise every random state the loop draws from.
 SETTINGS = dict(epochs=5, dropout=0.2, num_layers=2, max_train_sequences=300)
+# Two book levels give the lob_transformer its tokens and auxiliary forecast; the LSTM reads
+# them as plain features.
+BOOK_LEVELS = 2
 
 
 class Killed(Exception):
@@ -27,7 +32,7 @@ def kill_after(epoch: int):
 
 
 def train(out_dir, settings=None, on_epoch_end=None, seed=0) -> TrainResult:
-    data = make_window(seed=seed)
+    data = make_window(seed=seed, book_levels=BOOK_LEVELS)
     return train_window(
         data.features,
         data.labels,
@@ -51,16 +56,25 @@ def assert_same_run(first: TrainResult, second: TrainResult) -> None:
     assert first.metrics["loss"] == second.metrics["loss"]
 
 
-@pytest.mark.parametrize("killed_after", [1, 3, 5])
-def test_train_window_killed_then_restarted_identical_to_uninterrupted(tmp_path, killed_after):
-    uninterrupted = train(tmp_path / "uninterrupted")
+# The kill points are loop logic, the same for every kind: each further kind is killed mid-run.
+KILLS = [(1, "lstm_multitask"), (3, "lstm_multitask"), (5, "lstm_multitask")] + [
+    (3, kind) for kind in sorted(MODEL_KINDS) if kind != "lstm_multitask"
+]
+
+
+@pytest.mark.parametrize(("killed_after", "kind"), KILLS)
+def test_train_window_killed_then_restarted_identical_to_uninterrupted(
+    tmp_path, killed_after, kind
+):
+    settings = tiny_settings(**SETTINGS, model_kind=kind)
+    uninterrupted = train(tmp_path / "uninterrupted", settings)
     with pytest.raises(Killed):
-        train(tmp_path / "resumed", on_epoch_end=kill_after(killed_after))
+        train(tmp_path / "resumed", settings, on_epoch_end=kill_after(killed_after))
 
     left_behind = checkpoint_path(tmp_path / "resumed").exists()
     folder_after_kill = (tmp_path / "resumed").exists()
     resumed_epochs = []
-    resumed = train(tmp_path / "resumed", on_epoch_end=resumed_epochs.append)
+    resumed = train(tmp_path / "resumed", settings, on_epoch_end=resumed_epochs.append)
 
     assert left_behind
     assert not folder_after_kill

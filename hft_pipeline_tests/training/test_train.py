@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
-from hft_pipeline.training.model import load_model
-from hft_pipeline.training.train import learning_rate_at, train_window
+from hft_pipeline.training.lob_transformer import LobTransformer
+from hft_pipeline.training.loop import learning_rate_at
+from hft_pipeline.training.model import MODEL_KINDS, load_model
+from hft_pipeline.training.train import train_window
 from hft_pipeline_tests.training.synthetic import make_window, tiny_settings
 
 WINDOW_FILES = {
@@ -53,9 +55,11 @@ def test_train_window_writes_the_window_folder(tmp_path):
     assert result.device == "cpu"
 
 
-def test_train_window_same_inputs_identical_weights(tmp_path):
-    first = train(tmp_path, "a", settings=tiny_settings(epochs=2, dropout=0.2, num_layers=2))
-    second = train(tmp_path, "b", settings=tiny_settings(epochs=2, dropout=0.2, num_layers=2))
+@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_train_window_same_inputs_identical_weights(tmp_path, kind):
+    settings = tiny_settings(model_kind=kind, epochs=2, dropout=0.2, num_layers=2)
+    first = train(tmp_path, "a", settings=settings, book_levels=2)
+    second = train(tmp_path, "b", settings=settings, book_levels=2)
 
     weights_a = torch.load(first.out_dir / "model.pt", weights_only=True)
     weights_b = torch.load(second.out_dir / "model.pt", weights_only=True)
@@ -64,8 +68,27 @@ def test_train_window_same_inputs_identical_weights(tmp_path):
     assert first.metrics["loss"] == second.metrics["loss"]
 
 
-def test_train_window_planted_relation_beats_naive_baseline(tmp_path):
-    result = train(tmp_path, settings=tiny_settings(epochs=6), bars=300, lag=2)
+def test_train_window_lob_transformer_records_kind_and_book_losses(tmp_path):
+    result = train(
+        tmp_path, settings=tiny_settings(model_kind="lob_transformer", epochs=2), book_levels=3
+    )
+
+    folder = tmp_path / "window"
+    config = json.loads((folder / "model_config.json").read_text())
+    model = load_model(folder)
+
+    assert config["model_kind"] == "lob_transformer"
+    assert config["training"]["model_kind"] == "lob_transformer"
+    assert len(config["model"]["offset_mean"]) == 6  # 3 levels x 2 sides
+    assert isinstance(model, LobTransformer)
+    assert model.n_tokens == 6
+    assert {"val_book_mse", "val_structural_penalty"} <= set(result.history[0])
+    assert result.metrics["structural_penalty"] >= 0
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_train_window_planted_relation_beats_naive_baseline(tmp_path, kind):
+    result = train(tmp_path, settings=tiny_settings(model_kind=kind, epochs=6), bars=300, lag=2)
 
     accuracy = result.metrics["accuracy"]
     naive = result.metrics["baseline_naive_accuracy"]
@@ -95,8 +118,15 @@ def test_train_window_too_short_sessions_raise(tmp_path):
 
 
 def test_train_window_unknown_model_kind_raises(tmp_path):
-    with pytest.raises(ValueError, match="model_kind='lob_transformer'"):
-        train(tmp_path, settings=tiny_settings(model_kind="lob_transformer"), days=1, bars=30)
+    with pytest.raises(ValueError, match="model_kind='gru' is unknown"):
+        train(tmp_path, settings=tiny_settings(model_kind="gru"), days=1, bars=30)
+
+
+def test_train_window_transformer_heads_not_dividing_width_raise(tmp_path):
+    settings = tiny_settings(model_kind="lob_transformer", d_model=10, attention_heads=4)
+
+    with pytest.raises(ValueError, match="d_model=10 must be a multiple of attention_heads=4"):
+        train(tmp_path, settings=settings, days=1, bars=30)
 
 
 def test_learning_rate_at_warmup_peak_then_cosine_floor():

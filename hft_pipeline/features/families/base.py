@@ -6,14 +6,34 @@ from dataclasses import dataclass
 
 from hft_pipeline.features import indicators
 
-# One symbol's bars of one session in time order; compute.py declares it in every query.
+# One symbol's bars in time order; compute.py declares both windows in every query. With the
+# "previous_day" warm-up the bars start in the previous session's tail (bar_index < 0,
+# session_part 0), so look-backs reach into it; SESSION_WINDOW stays within one session.
 BAR_WINDOW = "bar_window"
 BAR_WINDOW_SQL = f"{BAR_WINDOW} AS (PARTITION BY symbol ORDER BY bar_index)"
+SESSION_WINDOW = "session_window"
+SESSION_WINDOW_SQL = f"{SESSION_WINDOW} AS (PARTITION BY symbol, session_part ORDER BY bar_index)"
 
 # Book levels (per side) that the features read; bars.py keeps this many levels.
 BOOK_DEPTH = 10
 # Levels summed by the multi-level order-flow imbalance (bars.py computes it).
 OFI_LEVELS = 5
+
+# Where a feature may be NULL (FeatureSpec.null_policy; quality.py checks the first two, and a
+# "sparse" one where its spec states the condition as FeatureSpec.null_where).
+# "never": defined on every bar (clock and activity counts).
+NULL_NEVER = "never"
+# "warmup": NULL only for want of history: during the warm-up after the session open, or after
+# a bar whose book had an empty best side (no mid), for as many bars as the warm-up lasts.
+NULL_WARMUP = "warmup"
+# "sparse": besides the warm-up, NULL where the market is quiet or thin: no trade or no price
+# move in the window, an empty book level. Such NULLs depend on the data, not on the clock.
+NULL_SPARSE = "sparse"
+NULL_POLICIES = (NULL_NEVER, NULL_WARMUP, NULL_SPARSE)
+
+# One symbol's rows of a features file in time order, for FeatureSpec.null_where.
+FEATURE_ROWS_WINDOW = "feature_rows"
+FEATURE_ROWS_WINDOW_SQL = f"{FEATURE_ROWS_WINDOW} AS (PARTITION BY symbol ORDER BY bar_index)"
 
 
 @dataclass(frozen=True)
@@ -27,8 +47,9 @@ class FeatureSpec:
     formula : str
         The definition in plain notation, for people (``sql`` is what runs).
     lookback_bars : int
-        Bars before bar t that the value reads (0: bar t only). The first ``lookback_bars``
-        bars of a session are NULL (warm-up).
+        Bars before bar t that the value reads (0: bar t only), in bars of its timeframe. With
+        the "session" warm-up the first ``warmup_bars(bar_seconds)`` bars of a session are
+        NULL.
     unit : str
         Unit of the value (ticks, log return, ratio, ...).
     description : str
@@ -37,6 +58,16 @@ class FeatureSpec:
         DuckDB expression over ``bar_inputs`` (see the module docstring).
     model_input : bool
         Whether models take it as an input; raw price levels are not (they are not scale-free).
+    null_policy : str
+        Where the value may be NULL: ``NULL_NEVER``, ``NULL_WARMUP`` or ``NULL_SPARSE``.
+    timeframe_seconds : int
+        0 for a feature of the bars themselves; else the length of the higher-timeframe bars
+        (1 min, 5 min) it is computed on, ``lookback_bars`` then counting those bars.
+    null_where : str
+        For a "sparse" feature whose quiet-market condition can be read back from the features
+        file: a DuckDB boolean expression over that file's columns (window ``FEATURE_ROWS_WINDOW``)
+        that holds where the value may be NULL besides the warm-up. Empty: not checked, because
+        the condition needs what the file does not hold (aggressor volumes, book depth).
     """
 
     name: str
@@ -46,6 +77,32 @@ class FeatureSpec:
     description: str
     sql: str
     model_input: bool = True
+    null_policy: str = NULL_WARMUP
+    timeframe_seconds: int = 0
+    null_where: str = ""
+
+    def __post_init__(self) -> None:
+        if self.null_policy not in NULL_POLICIES:
+            raise ValueError(
+                f"feature {self.name}: null_policy {self.null_policy!r} is not one of "
+                f"{NULL_POLICIES}"
+            )
+        if self.null_where and self.null_policy != NULL_SPARSE:
+            raise ValueError(
+                f"feature {self.name}: null_where applies to 'sparse' features only, its "
+                f"null_policy is {self.null_policy!r}"
+            )
+
+    def warmup_bars(self, bar_seconds: int) -> int:
+        """Bars of ``bar_seconds`` at a session's open that are NULL for want of history.
+
+        A higher-timeframe value is known once its bar closes: the look-back of ``n`` bars of
+        ``T`` seconds is complete at the close of the session's ``n + 1``-th such bar, the
+        ``(n + 1) T / bar_seconds``-th bar.
+        """
+        if not self.timeframe_seconds:
+            return self.lookback_bars
+        return (self.lookback_bars + 1) * self.timeframe_seconds // bar_seconds - 1
 
 
 @dataclass(frozen=True)

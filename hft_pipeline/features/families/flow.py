@@ -15,6 +15,8 @@ from hft_pipeline.features import indicators
 from hft_pipeline.features.families.base import (
     BAR_WINDOW,
     BOOK_DEPTH,
+    FEATURE_ROWS_WINDOW,
+    NULL_SPARSE,
     OFI_LEVELS,
     FeatureSpec,
     IndicatorSpec,
@@ -111,6 +113,7 @@ def _kyle_lambda() -> FeatureSpec:
             f"AND {rolling(f'regr_sxx({pairs})', KYLE_BARS)} > 0 "
             f"THEN 100 * {rolling(f'regr_slope({pairs})', KYLE_BARS)} END"
         ),
+        null_policy=NULL_SPARSE,
     )
 
 
@@ -128,6 +131,12 @@ def _amihud() -> FeatureSpec:
         sql=(
             f"CASE WHEN {rolling('count(mid_log_return)', AMIHUD_BARS)} = {AMIHUD_BARS} "
             f"THEN 1e4 * {rolling(f'avg({ratio})', AMIHUD_BARS)} END"
+        ),
+        null_policy=NULL_SPARSE,
+        # No trade in the window (log_volume is 0 exactly without one).
+        null_where=(
+            f"max(log_volume) OVER ({FEATURE_ROWS_WINDOW} ROWS BETWEEN {AMIHUD_BARS - 1} "
+            "PRECEDING AND CURRENT ROW) = 0"
         ),
     )
 
@@ -165,6 +174,7 @@ FLOW_FEATURES: tuple[FeatureSpec, ...] = (
         description="volume-synchronized probability of informed trading; NULL when the "
         "previous bars hold no classified volume",
         sql=f"vpin_{VPIN_BUCKETS}",
+        null_policy=NULL_SPARSE,
     ),
     _kyle_lambda(),
     _amihud(),

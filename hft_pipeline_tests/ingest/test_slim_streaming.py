@@ -1,0 +1,261 @@
+"""Streaming SLIM build: bounded rows in memory, out-of-order sources sorted out of core, the
+same bytes on every run and whichever path wrote them, nothing left behind by a failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from hft_pipeline.ingest import slim_spill
+from hft_pipeline.ingest.dbn_layout import MBP10_DTYPE, TRADE_DTYPE
+from hft_pipeline.ingest.slim import build_slim_day, read_slim_metadata
+from hft_pipeline.ingest.slim_schema import (
+    META_FRONT_CONTRACT_RULE,
+    META_SOURCE_TS_RECV_REGRESSIONS,
+    META_TRADING_HOURS,
+    SLIM_SCHEMA,
+)
+from hft_pipeline_tests.ingest.dbn_builders import (
+    SESSION,
+    dbn_stream,
+    es_archive,
+    make_records,
+    session_times,
+    symbology,
+    write_archive,
+)
+
+ESH1, ESM1 = 5482, 5483
+
+
+def shuffled_times(count: int, seed: int = 3) -> np.ndarray:
+    """Session receive times in a random order, with repeats so that ties need ``sequence``."""
+    times = session_times(count // 2)
+    return np.random.default_rng(seed).permutation(np.concatenate([times, times]))
+
+
+def written_files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+@pytest.mark.parametrize("instrument_id", [ESH1, ESM1], ids=["streamed", "spilled"])
+def test_build_slim_day_out_of_order_source_sorted_and_regressions_counted(tmp_path, instrument_id):
+    records = make_records(
+        MBP10_DTYPE, shuffled_times(60), instrument_ids=instrument_id, sequence=np.arange(60)[::-1]
+    )
+    archive = es_archive(tmp_path / "a.zip", records)
+    expected_regressions = int(np.count_nonzero(np.diff(records["ts_recv"].astype(np.int64)) < 0))
+
+    # ESH1, busiest yesterday, is expected and streamed; when only ESM1 has records, ESM1 is
+    # chosen and comes from its spill.
+    summary = build_slim_day(
+        [archive], SESSION, "ES", tmp_path / "slim.parquet", previous_contract_volumes={"ESH1": 1}
+    )
+
+    table = pq.read_table(summary.path)
+    keys = list(zip(table["ts_recv"].to_pylist(), table["sequence"].to_pylist(), strict=True))
+    source_keys = zip(records["ts_recv"].tolist(), records["sequence"].tolist(), strict=True)
+    assert keys == sorted(source_keys)
+    assert table.num_rows == summary.rows == 60
+    assert summary.source_ts_recv_regressions == expected_regressions > 0
+    metadata = read_slim_metadata(summary.path)
+    assert json.loads(metadata[META_SOURCE_TS_RECV_REGRESSIONS]) == expected_regressions
+    assert written_files(tmp_path) == ["a.zip", "slim.parquet"]
+
+
+def test_build_slim_day_ts_recv_back_across_archives_counts_one_regression(tmp_path):
+    hour = 3600 * 10**9
+    late = make_records(TRADE_DTYPE, [SESSION.open_ns + 3 * hour], actions=b"T")
+    early = make_records(TRADE_DTYPE, [SESSION.open_ns + 2 * hour], actions=b"T", sequence=[2])
+    archives = [
+        write_archive(
+            tmp_path / name,
+            {"d.trades.dbn.zst": dbn_stream(records, "trades")},
+            symbology_json=symbology({"ESH1": ESH1}),
+        )
+        for name, records in (("GLBX-1.zip", late), ("GLBX-2.zip", early))
+    ]
+
+    summary = build_slim_day(archives, SESSION, "ES", tmp_path / "slim.parquet")
+
+    assert summary.source_ts_recv_regressions == 1
+    assert pq.read_table(summary.path)["ts_recv"].to_pylist() == [
+        SESSION.open_ns + 2 * hour,
+        SESSION.open_ns + 3 * hour,
+    ]
+
+
+def test_build_slim_day_schemas_of_one_day_interleave_without_regression(tmp_path):
+    times = session_times(6)
+    members = {
+        "d.mbp-10.dbn.zst": dbn_stream(make_records(MBP10_DTYPE, times[::2]), "mbp-10"),
+        "d.trades.dbn.zst": dbn_stream(
+            make_records(TRADE_DTYPE, times[1::2], actions=b"T"), "trades"
+        ),
+    }
+    archive = write_archive(tmp_path / "a.zip", members, symbology_json=symbology({"ESH1": ESH1}))
+
+    summary = build_slim_day([archive], SESSION, "ES", tmp_path / "slim.parquet")
+
+    assert pq.read_table(summary.path)["ts_recv"].to_pylist() == times.tolist()
+    assert summary.source_ts_recv_regressions == 0  # each schema's stream is in order
+
+
+@pytest.mark.parametrize("sorted_source", [True, False], ids=["in_order", "out_of_order"])
+def test_build_slim_day_streamed_and_spilled_paths_write_the_same_bytes(tmp_path, sorted_source):
+    times = session_times(40) if sorted_source else shuffled_times(40)
+    archive = es_archive(tmp_path / "a.zip", make_records(MBP10_DTYPE, times, instrument_ids=ESM1))
+
+    # ESM1 is expected (streamed) in the first build; in the second ESH1 is expected, has no
+    # record, and ESM1 comes from its spill.
+    streamed = build_slim_day(
+        [archive], SESSION, "ES", tmp_path / "s.parquet", previous_contract_volumes={"ESM1": 1}
+    )
+    spilled = build_slim_day(
+        [archive], SESSION, "ES", tmp_path / "p.parquet", previous_contract_volumes={"ESH1": 1}
+    )
+
+    assert streamed.contract == spilled.contract == "ESM1"
+    assert streamed.path.read_bytes() == spilled.path.read_bytes()
+
+
+def test_build_slim_day_out_of_order_rerun_is_byte_identical(tmp_path):
+    archive = es_archive(tmp_path / "a.zip", make_records(MBP10_DTYPE, shuffled_times(60)))
+    out = tmp_path / "slim.parquet"
+
+    build_slim_day([archive], SESSION, "ES", out, memory_mb=256)
+    first = out.read_bytes()
+    build_slim_day([archive], SESSION, "ES", out, memory_mb=1024)
+
+    assert out.read_bytes() == first
+
+
+# 40 rows in groups of 8: in order, the streamed file is the output and its 2nd group fails;
+# out of order, 5 groups go to the streamed file, then the sorted output's 2nd group fails.
+@pytest.mark.parametrize(
+    ("sorted_source", "failing_group"), [(True, 2), (False, 7)], ids=["in_order", "out_of_order"]
+)
+def test_build_slim_day_writer_failure_keeps_earlier_file_and_no_temporary(
+    tmp_path, monkeypatch, sorted_source, failing_group
+):
+    times = session_times(40) if sorted_source else shuffled_times(40)
+    archive = es_archive(tmp_path / "a.zip", make_records(MBP10_DTYPE, times))
+    out = tmp_path / "slim.parquet"
+    build_slim_day([archive], SESSION, "ES", out)
+    earlier = out.read_bytes()
+    monkeypatch.setattr(slim_spill, "ROW_GROUP_ROWS", 8)
+    groups_written, write_group = [], slim_spill.SlimParquetWriter._write_group
+
+    def write_then_fail(writer, group):
+        if len(groups_written) + 1 == failing_group:
+            raise OSError("disk full")
+        groups_written.append(group.num_rows)
+        write_group(writer, group)
+
+    monkeypatch.setattr(slim_spill.SlimParquetWriter, "_write_group", write_then_fail)
+
+    with pytest.raises(OSError, match="disk full"):
+        build_slim_day([archive], SESSION, "ES", out)
+
+    assert groups_written == [8] * (failing_group - 1)
+    assert out.read_bytes() == earlier
+    assert written_files(tmp_path) == ["a.zip", "slim.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("instrument_id", "sorted_source"),
+    [(ESH1, True), (ESH1, False), (ESM1, True), (ESM1, False)],
+    ids=["streamed", "streamed_sorted", "spilled", "spilled_sorted"],
+)
+def test_build_slim_day_rows_held_at_once_are_bounded(
+    tmp_path, monkeypatch, instrument_id, sorted_source
+):
+    count, chunk, row_group = 200, 8, 16
+    times = session_times(count) if sorted_source else shuffled_times(count)
+    records = make_records(MBP10_DTYPE, times, instrument_ids=instrument_id)
+    archive = es_archive(tmp_path / "a.zip", records)
+    monkeypatch.setattr(slim_spill, "ROW_GROUP_ROWS", row_group)
+    converted, written = [], []
+    convert, write_group = (
+        slim_spill.records_to_slim_table,
+        slim_spill.SlimParquetWriter._write_group,
+    )
+
+    def spy_convert(records, contract, symbol):
+        converted.append(len(records))
+        return convert(records, contract, symbol)
+
+    def spy_write_group(writer, group):
+        written.append(group.num_rows)
+        write_group(writer, group)
+
+    monkeypatch.setattr(slim_spill, "records_to_slim_table", spy_convert)
+    monkeypatch.setattr(slim_spill.SlimParquetWriter, "_write_group", spy_write_group)
+
+    summary = build_slim_day(
+        [archive],
+        SESSION,
+        "ES",
+        tmp_path / "slim.parquet",
+        previous_contract_volumes={"ESH1": 1},
+        chunk_records=chunk,
+    )
+
+    assert max(converted) <= row_group
+    assert max(written) <= row_group  # a sorted source is written twice: streamed, then sorted
+    metadata = pq.ParquetFile(summary.path).metadata
+    groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert groups == [row_group] * (count // row_group) + [count % row_group]
+    assert summary.rows == count
+
+
+def test_build_slim_day_records_rule_and_trading_hours(tmp_path):
+    archive = es_archive(tmp_path / "a.zip", make_records(MBP10_DTYPE, session_times(4)))
+
+    summary = build_slim_day(
+        [archive],
+        SESSION,
+        "ES",
+        tmp_path / "slim.parquet",
+        front_contract_rule="nearest_expiry",
+        trading_hours="rth",
+    )
+
+    metadata = read_slim_metadata(summary.path)
+    assert metadata[META_FRONT_CONTRACT_RULE] == "nearest_expiry"
+    assert metadata[META_TRADING_HOURS] == "rth"
+    assert json.loads(metadata[META_SOURCE_TS_RECV_REGRESSIONS]) == 0
+    assert summary.front_contract_rule == "nearest_expiry"
+    assert pq.read_schema(summary.path).equals(SLIM_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"trading_hours": "night"}, "trading_hours must be one of"),
+        ({"memory_mb": 64}, "64 MiB is below the minimum 256 MiB"),
+        ({"front_contract_rule": "most_open_interest"}, "front_contract_rule must be one of"),
+    ],
+)
+def test_build_slim_day_bad_option_raises_before_reading(tmp_path, options, message):
+    missing_archive = tmp_path / "never-read.zip"
+
+    with pytest.raises(ValueError, match=message):
+        build_slim_day([missing_archive], SESSION, "ES", tmp_path / "slim.parquet", **options)
+
+    assert written_files(tmp_path) == []
+
+
+def test_build_slim_day_out_of_order_sorts_in_a_folder_named_with_a_quote(tmp_path):
+    archive = es_archive(tmp_path / "a.zip", make_records(MBP10_DTYPE, shuffled_times(10)))
+    out = tmp_path / "it's here" / "slim.parquet"
+
+    summary = build_slim_day([archive], SESSION, "ES", out)
+
+    ts_recv = pq.read_table(summary.path)["ts_recv"].to_pylist()
+    assert ts_recv == sorted(ts_recv)
+    assert written_files(out.parent) == ["slim.parquet"]
