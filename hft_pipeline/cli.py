@@ -152,7 +152,10 @@ def ingest_command(args: argparse.Namespace) -> None:
         label=args.bar_label,
         interval_ns=None if args.bar_interval_s is None else round(args.bar_interval_s * 1e9),
     )
-    summaries = ingest_archives(args.archives, args.out, args.symbol, args.calendar, bar_options)
+    caps = archive_caps(PipelineSettings.load())
+    summaries = ingest_archives(
+        args.archives, args.out, args.symbol, args.calendar, bar_options, caps=caps
+    )
     for summary in summaries:
         flag = "  (partial session)" if summary.partial else ""
         print(f"{summary.path}  {summary.rows} rows{flag}")
@@ -200,15 +203,25 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def archive_caps(settings: PipelineSettings):
+    """The configured zip-bomb caps, for commands that open archives outside Dagster."""
+    from hft_pipeline.ingest.slim_members import ArchiveCaps
+
+    data = settings.data
+    return ArchiveCaps(data.archive_max_uncompressed_gb, data.archive_max_compression_ratio)
+
+
 def r2_command(args: argparse.Namespace) -> None:
     from hft_pipeline.ingest import r2_tools
 
-    url = args.url or PipelineSettings.load().raw_url
+    settings = PipelineSettings.load()
+    url = args.url or settings.raw_url
     if args.action == "ls":
         for stored in r2_tools.list_remote(url, args.prefix):
             print(f"{stored.last_modified:%Y-%m-%d %H:%M:%S}  {stored.size:>14,}  {stored.key}")
     elif args.action == "download":
-        paths = r2_tools.download(url, args.prefix, args.dest, workers=args.workers)
+        caps = archive_caps(settings)
+        paths = r2_tools.download(url, args.prefix, args.dest, workers=args.workers, caps=caps)
         print(f"{len(paths)} file(s) under {args.dest}")
     else:
         keys = r2_tools.upload(url, args.files, args.prefix, workers=args.workers)

@@ -24,7 +24,12 @@ SYMBOLS = ("ES", "ZN")
 def _small_settings(home: Path, raw_url: str) -> PipelineSettings:
     return PipelineSettings.load({"HFT_HOME": str(home), "HFT_CONFIG": "/dev/null"}).with_overrides(
         data={"raw_url": raw_url, "start": START, "end": END, "symbols": SYMBOLS},
-        features={"bar_seconds": 5, "bar_intervals": (5,), "horizon_bars": 6, "horizons_bars": (6,)},
+        features={
+            "bar_seconds": 5,
+            "bar_intervals": (5,),
+            "horizon_bars": 6,
+            "horizons_bars": (6,),
+        },
         training={
             "window_days": 2,
             "context": 12,

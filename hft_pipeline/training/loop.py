@@ -61,7 +61,7 @@ def fit(
     loop: LoopConfig,
     logger: logging.Logger,
     checkpoint: Checkpoint | None = None,
-    on_epoch_end: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Runs the epochs with early stopping; leaves the best epoch's weights in ``model``.
 
@@ -131,7 +131,7 @@ def fit(
         if checkpoint is not None:
             checkpoint.save(state, model, optimizer, rng)
         if on_epoch_end is not None:
-            on_epoch_end(epoch)
+            on_epoch_end(state.history[-1])
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     model.eval()

@@ -29,13 +29,11 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-import torch
 
 from hft_pipeline.config import PipelineSettings, TrainingSettings
 from hft_pipeline.features.schema import SYMBOL, label_columns
 from hft_pipeline.features.store import load_window
 from hft_pipeline.layout import Layout, window_name
-from hft_pipeline.training.checkpoint import checkpoint_path
 from hft_pipeline.training.model import check_kind
 from hft_pipeline.training.train import TrainResult, train_window
 
@@ -224,10 +222,6 @@ def train_entry(job: EntryJob, on_epoch: Callable[[EpochRow], None] | None = Non
     is done.
     """
     features, labels = entry_frames(job)
-
-    def on_epoch_end(_epoch: int) -> None:
-        on_epoch(latest_epoch_row(job.out_dir))
-
     keep = keeping_matrix(job.out_dir) if job.is_primary else contextlib.nullcontext()
     with training_log(job.log_path) as logger, keep:
         logger.info(
@@ -237,7 +231,7 @@ def train_entry(job: EntryJob, on_epoch: Callable[[EpochRow], None] | None = Non
         )  # fmt: skip
         return train_window(
             features, labels, job.feature_columns, job.training, job.entry.horizon,
-            job.out_dir, logger, on_epoch_end=None if on_epoch is None else on_epoch_end,
+            job.out_dir, logger, on_epoch_end=on_epoch,
         )  # fmt: skip
 
 
@@ -251,14 +245,6 @@ def entry_frames(job: EntryJob) -> tuple[pd.DataFrame, pd.DataFrame]:
         return features, labels
     mine = (features[SYMBOL] == job.entry.symbol).to_numpy()
     return features[mine].reset_index(drop=True), labels[mine].reset_index(drop=True)
-
-
-def latest_epoch_row(out_dir: Path) -> EpochRow:
-    """The newest row of the run's history. ``train_window`` calls ``on_epoch_end`` with the
-    epoch number once that epoch's checkpoint is written, and the checkpoint holds the
-    history so far."""
-    payload = torch.load(checkpoint_path(out_dir), map_location="cpu", weights_only=True)
-    return payload["history"][-1]
 
 
 @contextlib.contextmanager

@@ -81,7 +81,7 @@ def train_window(
     out_dir: Path,
     logger: logging.Logger | None = None,
     loop: LoopConfig | None = None,
-    on_epoch_end: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Trains the window's model (of ``settings.model_kind``) and writes its folder.
 
@@ -106,9 +106,10 @@ def train_window(
         Receives one line per epoch; defaults to this module's logger.
     loop : LoopConfig, optional
         Warm-up, patience, clipping and evaluation batch size; ``LoopConfig()`` by default.
-    on_epoch_end : Callable[[int], None], optional
-        Called with the epoch number once the epoch's checkpoint is written (progress
-        reporting; tests raise from it to kill a run at a known point).
+    on_epoch_end : Callable[[dict], None], optional
+        Called with the epoch's row of ``training_history.json`` (epoch, losses, learning rate,
+        time) once the epoch's checkpoint is written: progress reporting; tests raise from it
+        to kill a run at a known point.
 
     Returns
     -------

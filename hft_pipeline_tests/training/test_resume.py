@@ -24,11 +24,15 @@ class Killed(Exception):
 
 
 def kill_after(epoch: int):
-    def hook(finished: int) -> None:
-        if finished == epoch:
-            raise Killed(f"killed after epoch {finished}")
+    def hook(finished: dict) -> None:
+        if finished["epoch"] == epoch:
+            raise Killed(f"killed after epoch {epoch}")
 
     return hook
+
+
+def record_epochs(epochs: list[int]):
+    return lambda finished: epochs.append(finished["epoch"])
 
 
 def train(out_dir, settings=None, on_epoch_end=None, seed=0) -> TrainResult:
@@ -74,7 +78,9 @@ def test_train_window_killed_then_restarted_identical_to_uninterrupted(
     left_behind = checkpoint_path(tmp_path / "resumed").exists()
     folder_after_kill = (tmp_path / "resumed").exists()
     resumed_epochs = []
-    resumed = train(tmp_path / "resumed", settings, on_epoch_end=resumed_epochs.append)
+    resumed = train(
+        tmp_path / "resumed", settings, on_epoch_end=lambda row: resumed_epochs.append(row["epoch"])
+    )
 
     assert left_behind
     assert not folder_after_kill
@@ -114,7 +120,7 @@ def test_train_window_mismatching_checkpoint_ignored(tmp_path, other_run):
         train(tmp_path / "window", on_epoch_end=kill_after(2))
 
     epochs_run = []
-    restarted = train(tmp_path / "window", on_epoch_end=epochs_run.append, **other_run)
+    restarted = train(tmp_path / "window", on_epoch_end=record_epochs(epochs_run), **other_run)
     fresh = train(tmp_path / "fresh", **other_run)
 
     assert epochs_run == [1, 2, 3, 4, 5]
