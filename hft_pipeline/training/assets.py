@@ -89,7 +89,8 @@ def build_training_assets(
             check_inputs(inputs, entries)
         return inputs
 
-    @dg.asset(
+    # One window per run (its data and model are big) in the `gpu` pool: never two on a card.
+    window_asset = dg.asset(
         group_name="training",
         partitions_def=partitions.trading_days,
         deps=[dg.AssetDep("features", partition_mapping=rolling_window_mapping(window_days))],
@@ -97,6 +98,8 @@ def build_training_assets(
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"pytorch"},
     )
+
+    @window_asset
     def roll30_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """The window's primary model (the configured model kind over every symbol, heads for
         direction, return and volatility at the primary label horizon) trained on the rolling
@@ -125,14 +128,7 @@ def build_training_assets(
             }
         )
 
-    @dg.asset(
-        group_name="training",
-        partitions_def=partitions.trading_days,
-        deps=[dg.AssetDep("features", partition_mapping=rolling_window_mapping(window_days))],
-        pool="gpu",
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
-        kinds={"pytorch"},
-    )
+    @window_asset
     def roll30_matrix(
         context: dg.AssetExecutionContext, config: MatrixConfig
     ) -> dg.MaterializeResult:

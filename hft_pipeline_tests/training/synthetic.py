@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.nn import functional as F
 
 from hft_pipeline.config import TrainingSettings
 from hft_pipeline.features.schema import label_columns
@@ -169,3 +171,28 @@ def train_tiny_window(out_dir: Path, bars: int, book_levels: int = 0, **settings
         data.horizon, out_dir,
     )  # fmt: skip
     return out_dir
+
+
+def tiny_batch_loss_ratio(model: torch.nn.Module, x: torch.Tensor, steps: int) -> float:
+    """Final over initial multi-task loss after ``steps`` Adam steps on one fixed random batch
+    (random targets: only memorization can lower it)."""
+    torch.manual_seed(0)
+    n = x.shape[0]
+    direction = torch.randint(0, 3, (n,))
+    forward_return, volatility = torch.randn(n), torch.rand(n)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loss_now() -> torch.Tensor:
+        logits, predicted_return, predicted_volatility = model(x)
+        return (
+            F.cross_entropy(logits, direction)
+            + F.mse_loss(predicted_return, forward_return)
+            + F.mse_loss(predicted_volatility, volatility)
+        )
+
+    first = loss_now().item()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_now().backward()
+        optimizer.step()
+    return loss_now().item() / first

@@ -7,7 +7,6 @@ import warnings
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from hft_pipeline.training.lob_transformer import (
     LobTransformer,
@@ -15,7 +14,7 @@ from hft_pipeline.training.lob_transformer import (
     book_layout,
     structural_penalty,
 )
-from hft_pipeline_tests.training.synthetic import book_feature_names
+from hft_pipeline_tests.training.synthetic import book_feature_names, tiny_batch_loss_ratio
 
 BOOK_3 = tuple(book_feature_names(3))  # 3 levels x (bid, ask) x (offset, size)
 COLUMNS = ("f0", *BOOK_3, "f1")
@@ -114,28 +113,7 @@ def test_lob_transformer_book_forecast_at_bar_t_ignores_later_bars():
 def test_lob_transformer_tiny_batch_loss_falls_90_percent():
     torch.manual_seed(0)
     model = LobTransformer(tiny_config(n_layers=1))
-    x = torch.randn(16, 10, len(COLUMNS))
-    direction = torch.randint(0, 3, (16,))
-    forward_return, volatility = torch.randn(16), torch.rand(16)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-
-    def loss_now() -> torch.Tensor:
-        logits, predicted_return, predicted_volatility = model(x)
-        return (
-            F.cross_entropy(logits, direction)
-            + F.mse_loss(predicted_return, forward_return)
-            + F.mse_loss(predicted_volatility, volatility)
-        )
-
-    first = loss_now().item()
-    for _ in range(50):
-        optimizer.zero_grad()
-        loss = loss_now()
-        loss.backward()
-        optimizer.step()
-    last = loss_now().item()
-
-    assert last <= 0.1 * first
+    assert tiny_batch_loss_ratio(model, torch.randn(16, 10, len(COLUMNS)), steps=50) <= 0.1
 
 
 def test_lob_transformer_scripted_equals_eager_at_any_length():

@@ -7,7 +7,6 @@ import warnings
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from hft_pipeline.training.heads import LossWeights, combine_loss
 from hft_pipeline.training.lob_transformer import LobTransformer, LobTransformerConfig
@@ -19,6 +18,7 @@ from hft_pipeline.training.model import (
     load_model_config,
     save_model_config,
 )
+from hft_pipeline_tests.training.synthetic import tiny_batch_loss_ratio
 
 
 def test_lstm_multitask_batch_shapes_and_nonnegative_volatility():
@@ -37,28 +37,7 @@ def test_lstm_multitask_batch_shapes_and_nonnegative_volatility():
 def test_lstm_multitask_tiny_batch_loss_falls_90_percent():
     torch.manual_seed(0)
     model = LstmMultitask(ModelConfig(n_features=4, hidden_size=32, num_layers=1, dropout=0.0))
-    x = torch.randn(16, 10, 4)
-    direction = torch.randint(0, 3, (16,))
-    forward_return, volatility = torch.randn(16), torch.rand(16)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-
-    def loss_now() -> torch.Tensor:
-        logits, predicted_return, predicted_volatility = model(x)
-        return (
-            F.cross_entropy(logits, direction)
-            + F.mse_loss(predicted_return, forward_return)
-            + F.mse_loss(predicted_volatility, volatility)
-        )
-
-    first = loss_now().item()
-    for _ in range(100):
-        optimizer.zero_grad()
-        loss = loss_now()
-        loss.backward()
-        optimizer.step()
-    last = loss_now().item()
-
-    assert last <= 0.1 * first
+    assert tiny_batch_loss_ratio(model, torch.randn(16, 10, 4), steps=100) <= 0.1
 
 
 def test_lstm_multitask_scripted_equals_eager():
