@@ -204,6 +204,12 @@ def _ingest_databento(
         for session in trading_calendar.sessions(min(days) - lead, max(days) + lead)
         if days.intersection(session.utc_days)
     ]
+    if not sessions:
+        raise ValueError(
+            f"{', '.join(path.name for path in archives)}: UTC day(s) "
+            f"{[day.isoformat() for day in sorted(days)]} overlap no trading session of "
+            f"calendar {calendar!r} (a weekend or an exchange holiday); nothing to write"
+        )
     summaries = []
     previous_volumes: dict[str, Mapping[str, int] | None] = dict.fromkeys(wanted)
     for session in sessions:

@@ -8,9 +8,11 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from hft_pipeline.ingest.dbn_layout import MBP10_DTYPE
 from hft_pipeline.ingest.slim import read_slim_metadata
 from hft_pipeline.ingest.slim_schema import (
     META_BAR_INTERVAL_NS,
@@ -24,6 +26,12 @@ from hft_pipeline.ingest.tools import (
     source_kind,
 )
 from hft_pipeline.simulate import simulate_bucket
+from hft_pipeline_tests.ingest.dbn_builders import (
+    dbn_stream,
+    make_records,
+    symbology,
+    write_archive,
+)
 from hft_pipeline_tests.ingest.test_bar_files import SECOND_BARS, write_parquet
 
 
@@ -138,3 +146,23 @@ def test_ingest_databento_zip_and_bar_file_together(archives: list[Path], tmp_pa
     metadata = read_slim_metadata(summaries[-1].path)
     assert metadata[META_BAR_INTERVAL_NS] == "1000000000"
     assert metadata[META_CONTRACT] == "MESH4"
+
+
+def test_ingest_archive_of_a_holiday_says_no_session_overlaps_it(tmp_path: Path) -> None:
+    # Christmas Day 2021 is a Saturday: no CME equity session touches that UTC day.
+    christmas = dt.datetime(2021, 12, 25, tzinfo=dt.UTC)
+    start_ns = int(christmas.timestamp()) * 10**9
+    records = make_records(MBP10_DTYPE, start_ns + np.arange(3, dtype=np.uint64) * 10**9)
+    archive = write_archive(
+        tmp_path / "holiday.zip",
+        {
+            "glbx-mdp3-20211225.mbp-10.dbn.zst": dbn_stream(
+                records, "mbp-10", start_ns=start_ns, end_ns=start_ns + 86_400 * 10**9
+            )
+        },
+        symbology_json=symbology({"ESH2": 5482}, dt.date(2021, 12, 25), dt.date(2021, 12, 26)),
+    )
+
+    with pytest.raises(ValueError, match=r"holiday.zip.*2021-12-25.*no trading session"):
+        ingest_archives([archive], tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
