@@ -13,9 +13,9 @@ included), on 1-second bars (``FeatureSettings(bar_seconds=1)``):
     ``rolling`` and the ``ta`` indicators.
 Each path runs ``--repeats`` times (alternating, each in a fresh process) and its best time is
 reported: the machine is shared, and the best run is the least disturbed. Both read the same
-SLIM file. Then every column both produce is compared bar by bar: NULL must
-face NULL (NaN), values agree within ``--rtol`` relative; the table lists each one and the
-registry features the reference does not implement. Figures are printed, never asserted.
+SLIM file. Then every column both produce is compared bar by bar: NULL must face NULL (NaN),
+values agree within ``--rtol`` relative; the table lists each one and the registry features
+the reference does not implement. Figures are printed, never asserted.
 
 Usage: python benchmarks/bench_features.py [--work DIR] [--events 5000000] [--repeats 3]
        python benchmarks/bench_features.py --events 200000   # a quick run, about a minute

@@ -184,7 +184,7 @@ def train_command(args: argparse.Namespace) -> None:
         for job in jobs:
             print(f"{job.entry.name}  {job.out_dir}")
         return
-    matrix.check_inputs(inputs, entries)
+    matrix.check_inputs(inputs, entries, settings.training.extra_horizons)
     print(f"training {len(jobs)} entr{'y' if len(jobs) == 1 else 'ies'} of window {inputs.name}")
     results = run_matrix(jobs, args.parallel)
     summary = pd.DataFrame(matrix.summary_rows(results))

@@ -133,6 +133,10 @@ class TrainingSettings:
     matrix_models: tuple[str, ...] = ()
     matrix_symbols: tuple[str, ...] = ()
     matrix_horizons: tuple[int, ...] = ()
+    # Label horizons in bars forecast by the same network next to the primary one (seed 001
+    # forecasts several at once): more heads, one shared encoder. Every one must be in
+    # features.horizons_bars; the purge then spans the longest. Empty: the primary alone.
+    extra_horizons: tuple[int, ...] = ()
 
 
 SECTIONS: dict[str, type] = {

@@ -71,6 +71,8 @@ def export_artifact(window_dir: Path, artifact_dir: Path) -> dict[str, Any]:
         "model_kind": document["model_kind"],
         "model": config.to_dict(),
         "horizon": config.horizon,
+        # Every horizon the model forecasts, the primary one (``forward``'s) first.
+        "horizons": list(config.horizons),
         "context": config.context,
         "direction_classes": list(DIRECTION_CLASSES),
         "label_columns": document.get("label_columns"),
@@ -81,8 +83,10 @@ def export_artifact(window_dir: Path, artifact_dir: Path) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "inputs": "raw features (batch, seq, n_features) in features.json order, scaled with "
         "scaler.json: (x - mean) / std, NaN -> 0",
-        "outputs": "direction logits (batch, 3); return / return_scale (batch,); "
-        "volatility / volatility_scale (batch,)",
+        "outputs": "forward: the primary horizon's direction logits (batch, 3); return / "
+        "return_scale (batch,); volatility / volatility_scale (batch,). forward_horizons: every "
+        "horizon's, (batch, H, 3), (batch, H), (batch, H), scaled by the scaler's return_scale "
+        "and volatility_scale then extra_return_scales and extra_volatility_scales",
     }
     with atomic_directory(artifact_dir) as folder:
         scripted.save(str(folder / "model.ts"))
@@ -104,15 +108,17 @@ def export_artifact(window_dir: Path, artifact_dir: Path) -> dict[str, Any]:
 
 
 def verify_artifact(artifact_dir: Path, window_dir: Path) -> float:
-    """Max abs difference over all three outputs between the artifact's TorchScript model and
-    the window's eager model, on a fixed random batch (VERIFY_BATCH, context, n_features)."""
+    """Max abs difference over all outputs of ``forward`` and ``forward_horizons`` between the
+    artifact's TorchScript model and the window's eager model, on a fixed random batch
+    (VERIFY_BATCH, context, n_features)."""
     config, _ = load_model_config(Path(window_dir) / "model_config.json")
     eager = load_model(Path(window_dir), "cpu")
     scripted = load_torchscript(Path(artifact_dir) / "model.ts")
     generator = torch.Generator().manual_seed(VERIFY_SEED)
     x = torch.randn(VERIFY_BATCH, config.context, config.n_features, generator=generator)
     with torch.no_grad():
-        expected, found = eager(x), scripted(x)
+        expected = (*eager(x), *eager.forward_horizons(x))
+        found = (*scripted(x), *scripted.forward_horizons(x))
     return max(float((a - b).abs().max()) for a, b in zip(expected, found, strict=True))
 
 

@@ -1,4 +1,4 @@
-"""SLIM rows -> regular time bars, in DuckDB.
+"""SLIM rows -> regular time bars: a streaming numpy pass over the events, a DuckDB table.
 
 Bars are right-closed and stamped at their close, built by ``ts_recv`` (knowledge time): bar i of
 a session opening at ``open`` closes at ``c_i = open + (i + 1) * interval`` and holds the events
@@ -23,9 +23,9 @@ bar's book events; the carried mid when there are none), ``vwap`` (NULL without 
 trades), and the order-flow inputs ``ofi_flow_1``, ``ofi_flow_multi`` (0 without book events),
 ``ofi_depth_1``, ``ofi_depth_multi`` (NULL without book events) over ``OFI_LEVELS`` levels.
 
-The events are read and folded into bars by ``event_scan.py`` (one streaming numpy pass per
-file, which also defines the order-flow inputs); this module lays the grid and hands the bars to
-DuckDB as an Arrow table.
+The events are read (``slim_batches.py``) and folded into bars by ``event_scan.py`` (one
+streaming numpy pass per file, which also defines the order-flow inputs); this module lays the
+grid and hands the bars to DuckDB as an Arrow table.
 """
 
 from __future__ import annotations
@@ -39,14 +39,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hft_pipeline.features.event_scan import (
-    EVENT_BATCH_ROWS,
-    BarAccumulator,
-    book_columns,
-    scan_bar_events,
-)
+from hft_pipeline.features.event_scan import BarAccumulator, book_columns, scan_bar_events
 from hft_pipeline.features.quality import bars_per_session
 from hft_pipeline.features.registry import BOOK_DEPTH, OFI_LEVELS
+from hft_pipeline.features.slim_batches import EVENT_BATCH_ROWS
 from hft_pipeline.ingest.slim_schema import (
     BOOK_LEVELS,
     META_SYMBOL,

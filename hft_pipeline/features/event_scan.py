@@ -1,7 +1,7 @@
 """One symbol's SLIM events -> the per-bar event columns of ``bars.py``, in one streaming pass.
 
-The file is read as Arrow record batches of ``batch_rows`` rows and only the columns used, the
-next batch decoded in a worker thread while this one is folded. Each batch is folded in
+The file is read as Arrow record batches of ``batch_rows`` rows and only the columns used
+(``slim_batches.py``), the next batch decoded while this one is folded. Each batch is folded in
 vectorized numpy into the aggregates of its own bars (sums, extremes, the first mid and the
 last book state), a pure function of the batch and of the last book event before it, and merged
 into the day's in time order. Memory is bounded by two batches plus arrays of one value per
@@ -30,20 +30,16 @@ levels as 0; both NaN in a bar without book events.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from hft_pipeline.features.slim_batches import EVENT_BATCH_ROWS, ordered_batches
 from hft_pipeline.partitions import Session
 
-# Rows per record batch: the SLIM writer's row group, about 50 MB of decoded columns.
-EVENT_BATCH_ROWS = 131_072
 _SIDES = ("bid", "ask")
 _BEST_LEVEL = tuple(f"{side}_{kind}_00" for side in _SIDES for kind in ("px", "sz"))
 # One side's level over a run of book events: price (NaN where NULL), size (0 where the level is
@@ -182,17 +178,15 @@ def scan_bar_events(
     Raises
     ------
     ValueError
-        When ``ts_recv`` goes back in time from one row to the next.
+        When ``ts_recv`` goes back in time from one row to the next (``ordered_batches``).
     """
     ofi_levels = accumulator.ofi_levels
     previous_book = _empty_book_state(ofi_levels)
-    last_ts: int | None = None
-    row_offset = 0
-    for batch in _batches(path, session, accumulator.book_fields, batch_rows):
+    # The best level decides whether a row carries book state, whatever the levels kept.
+    book = [*_BEST_LEVEL, *(column for pair in accumulator.book_fields for column in pair)]
+    columns = ["ts_recv", "trade_px", "trade_sz", "trade_side", *dict.fromkeys(book)]
+    for batch in ordered_batches(path, session, columns, batch_rows):
         ts = batch.column("ts_recv").to_numpy()
-        _check_order(path, ts, last_ts, row_offset)
-        if ts.size:
-            last_ts, row_offset = int(ts[-1]), row_offset + ts.size
         # Rows are in time order, so the session's rows of a batch are one slice.
         start, stop = np.searchsorted(ts, [session.open_ns, session.close_ns])
         if stop > start:
@@ -319,60 +313,6 @@ def _empty_book_state(ofi_levels: int) -> _BookState:
     return [(empty, empty)] * ofi_levels
 
 
-def _batches(
-    path: Path, session: Session, book_fields: list[tuple[str, str]], batch_rows: int
-) -> Iterator[pa.RecordBatch]:
-    """Record batches of the row groups that may hold session rows (by their ``ts_recv``
-    statistics), with only the columns the bars read."""
-    # The best level decides whether a row carries book state, whatever the levels kept.
-    book = [*_BEST_LEVEL, *(column for pair in book_fields for column in pair)]
-    columns = ["ts_recv", "trade_px", "trade_sz", "trade_side", *dict.fromkeys(book)]
-    file = pq.ParquetFile(path)
-    position = file.schema_arrow.get_field_index("ts_recv")
-    kept = [
-        group
-        for group in range(file.metadata.num_row_groups)
-        if _may_hold_session(file.metadata.row_group(group).column(position).statistics, session)
-    ]
-    yield from _read_ahead(
-        file.iter_batches(batch_size=batch_rows, row_groups=kept, columns=columns)
-    )
-
-
-def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``batches``, each decoded in a worker thread while the caller folds the one before: the
-    parquet decoder releases the GIL, so decoding and folding overlap (about a third of the
-    pass on two cores)."""
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(next, batches, None)
-        while (batch := pending.result()) is not None:
-            pending = reader.submit(next, batches, None)
-            yield batch
-
-
-def _may_hold_session(statistics: pq.Statistics | None, session: Session) -> bool:
-    if statistics is None or not statistics.has_min_max:
-        return True
-    return statistics.max >= session.open_ns and statistics.min < session.close_ns
-
-
-def _check_order(path: Path, ts: np.ndarray, last_ts: int | None, row_offset: int) -> None:
-    """Raises when ``ts`` (the batch starting at row ``row_offset`` of the rows read) goes back
-    in time, within itself or from ``last_ts``, the previous batch's last value."""
-    if last_ts is None:
-        joined, first_row = ts, row_offset
-    else:
-        joined, first_row = np.r_[last_ts, ts], row_offset - 1
-    backwards = np.flatnonzero(joined[1:] < joined[:-1])
-    if backwards.size:
-        at = backwards[0]
-        raise ValueError(
-            f"{path}: ts_recv goes back from {joined[at]} to {joined[at + 1]} at row "
-            f"{first_row + at + 1} of the row groups read; SLIM rows must be in ts_recv order, "
-            "re-materialize its slim_parquet partition (check ts_recv_ordered)"
-        )
-
-
 def _floats(batch: pa.RecordBatch, column: str) -> np.ndarray:
     """A numeric column as float64, NULL as NaN."""
     return batch.column(column).to_numpy(zero_copy_only=False).astype(float, copy=False)
@@ -385,8 +325,12 @@ def _flags(values: pa.Array) -> np.ndarray:
 
 def _side_level(book: pa.RecordBatch, side: str, level: int) -> _SideLevel:
     """Price, size (0 where empty) and whether filled, of one side's level in every event."""
-    price = _floats(book, f"{side}_px_{level:02d}")
-    size = _floats(book, f"{side}_sz_{level:02d}")
+    return _filled_level(book, f"{side}_px_{level:02d}", f"{side}_sz_{level:02d}")
+
+
+def _filled_level(batch: pa.RecordBatch, price_column: str, size_column: str) -> _SideLevel:
+    price = _floats(batch, price_column)
+    size = _floats(batch, size_column)
     filled = (size > 0) & np.isfinite(price)
     return price, np.where(filled, size, 0.0), filled
 
@@ -423,7 +367,5 @@ def _level(
     batch: pa.RecordBatch, price_column: str, size_column: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Price and size of one level, both NaN where the level is empty."""
-    price = _floats(batch, price_column)
-    size = _floats(batch, size_column)
-    filled = (size > 0) & np.isfinite(price)
+    price, size, filled = _filled_level(batch, price_column, size_column)
     return np.where(filled, price, np.nan), np.where(filled, size, np.nan)

@@ -86,7 +86,7 @@ def build_training_assets(
         with failure_of(context):
             end = parse_date_key(context.partition_key)
             inputs = window_inputs(layout, partitions.window_days(end, window_days), window_days)
-            check_inputs(inputs, entries)
+            check_inputs(inputs, entries, settings.training.extra_horizons)
         return inputs
 
     # One window per run (its data and model are big) in the `gpu` pool: never two on a card.

@@ -73,14 +73,14 @@ def run_fingerprint(
         "torch": torch.__version__,
         "feature_columns": list(arrays.feature_columns),
         "context": arrays.context,
-        "horizon": arrays.horizon,
+        "horizons": list(arrays.horizons),
         "shape": list(arrays.features.shape),
         "symbols": list(arrays.symbols),
         "session_dates": list(arrays.session_dates),
     }
     digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     for array in (
-        arrays.features, arrays.direction, arrays.forward_return, arrays.volatility,
+        arrays.features, arrays.directions, arrays.forward_returns, arrays.volatilities,
         arrays.ts, split.train_ends, split.val_ends,
     ):  # fmt: skip
         digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))

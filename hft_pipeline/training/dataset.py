@@ -5,6 +5,10 @@ named by the row ``e`` of its last bar and covers rows ``e - context + 1 .. e``.
 when all those rows belong to the same session and the labels at ``e`` are present, so no
 sequence crosses a session boundary. Batches are cut on the device with ``Tensor.unfold``
 (a view), so only the rows of a batch are ever copied.
+
+The labels may span several horizons (the primary one first, then a model's
+``extra_horizons``): a sequence then needs every horizon's labels, the purge spans the longest
+horizon, and each horizon's regression targets have their own scale.
 """
 
 from __future__ import annotations
@@ -28,15 +32,20 @@ MISSING_DIRECTION = -1  # direction label of rows whose labels are NULL
 
 @dataclasses.dataclass(frozen=True)
 class WindowArrays:
-    """The rows of a window (every session of every symbol, in input order), unscaled."""
+    """The rows of a window (every session of every symbol, in input order), unscaled.
+
+    Labels are (n_rows, n_horizons), ``horizons`` order; a row's labels are present for every
+    horizon or for none. ``direction``, ``forward_return`` and ``volatility`` are the primary
+    horizon's column.
+    """
 
     feature_columns: tuple[str, ...]
     context: int
-    horizon: int
+    horizons: tuple[int, ...]  # label horizons in bars, the primary one first
     features: np.ndarray  # (n_rows, n_features) float32, NaN where a feature is warming up
-    direction: np.ndarray  # (n_rows,) int64 in {0, 1, 2}, MISSING_DIRECTION where absent
-    forward_return: np.ndarray  # (n_rows,) float64 log return over H bars, NaN where absent
-    volatility: np.ndarray  # (n_rows,) float64 realized volatility over H bars, NaN where absent
+    directions: np.ndarray  # (n_rows, n_horizons) int64 in {0, 1, 2}, MISSING_DIRECTION absent
+    forward_returns: np.ndarray  # (n_rows, n_horizons) float64 log return over H bars, or NaN
+    volatilities: np.ndarray  # (n_rows, n_horizons) float64 realized vol over H bars, or NaN
     ts: np.ndarray  # (n_rows,) int64 ns, the bar's close
     session: np.ndarray  # (n_rows,) int64 id of the row's (symbol, session) block
     session_end: np.ndarray  # (n_rows,) int64 row index of the last bar of the row's block
@@ -50,6 +59,31 @@ class WindowArrays:
         """(n_sequences,) first row of each sequence."""
         return self.ends - self.context + 1
 
+    @property
+    def horizon(self) -> int:
+        """The primary label horizon in bars."""
+        return self.horizons[0]
+
+    @property
+    def longest_horizon(self) -> int:
+        """The farthest bar any label reads: what the purge must span."""
+        return max(self.horizons)
+
+    @property
+    def direction(self) -> np.ndarray:
+        """(n_rows,) the primary horizon's direction."""
+        return self.directions[:, 0]
+
+    @property
+    def forward_return(self) -> np.ndarray:
+        """(n_rows,) the primary horizon's forward log return."""
+        return self.forward_returns[:, 0]
+
+    @property
+    def volatility(self) -> np.ndarray:
+        """(n_rows,) the primary horizon's forward realized volatility."""
+        return self.volatilities[:, 0]
+
 
 def build_window_arrays(
     features: pd.DataFrame,
@@ -57,6 +91,7 @@ def build_window_arrays(
     feature_columns: Sequence[str],
     horizon: int,
     context: int,
+    extra_horizons: Sequence[int] = (),
 ) -> WindowArrays:
     """Checks a window's frames and turns them into row arrays and sequence end rows.
 
@@ -72,32 +107,37 @@ def build_window_arrays(
         ``direction_hH``.
     context : int
         Bars per sequence.
+    extra_horizons : Sequence[int], default ()
+        Further label horizons read next to ``horizon``; a sequence needs all their labels.
 
     Returns
     -------
     WindowArrays
     """
-    label_names = check_frames(features, labels, feature_columns, horizon)
+    horizons = (horizon, *extra_horizons)
+    label_names = check_frames(features, labels, feature_columns, horizons)
     if context < 1:
         raise ValueError(f"context must be at least 1 bar, found {context}")
     ts = features[TS].to_numpy(dtype=np.int64)
     session, session_end = session_blocks(features)
     check_sorted(ts, session)
-    values = {
-        name: labels[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in label_names
-    }
-    forward_return, volatility, direction = (values[name] for name in label_names)
-    present = np.isfinite(forward_return) & np.isfinite(volatility) & np.isfinite(direction)
-    check_directions(direction[present], label_names[2])
+    # Each (n_rows, n_horizons): column h holds the labels of horizons[h].
+    forward_return, volatility, direction = (
+        label_matrix(labels, columns) for columns in zip(*label_names, strict=True)
+    )
+    present = np.isfinite(np.hstack((forward_return, volatility, direction))).all(axis=1)
+    for column, names in enumerate(label_names):
+        check_directions(direction[present, column], names[2])
     position = np.arange(len(ts)) - block_first_row(session)
+    labelled = present[:, None]
     return WindowArrays(
         feature_columns=tuple(feature_columns),
         context=context,
-        horizon=horizon,
+        horizons=horizons,
         features=features[list(feature_columns)].to_numpy(dtype=np.float32, na_value=np.nan),
-        direction=np.where(present, np.nan_to_num(direction), MISSING_DIRECTION).astype(np.int64),
-        forward_return=np.where(present, forward_return, np.nan),
-        volatility=np.where(present, volatility, np.nan),
+        directions=np.where(labelled, np.nan_to_num(direction), MISSING_DIRECTION).astype(np.int64),
+        forward_returns=np.where(labelled, forward_return, np.nan),
+        volatilities=np.where(labelled, volatility, np.nan),
         ts=ts,
         session=session,
         session_end=session_end,
@@ -105,6 +145,13 @@ def build_window_arrays(
         bar_ns=typical_bar_ns(ts, session),
         symbols=tuple(sorted(map(str, pd.unique(features[SYMBOL])))),
         session_dates=tuple(sorted({str(day)[:10] for day in pd.unique(features[SESSION_DATE])})),
+    )
+
+
+def label_matrix(labels: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """(n_rows, len(columns)) float64 label values, NaN where NULL."""
+    return np.column_stack(
+        [labels[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in columns]
     )
 
 
@@ -150,10 +197,10 @@ def chronological_split(
     """Validation = sequences ending in the last ``validation_fraction`` of the window's span.
 
     The span runs from the first to the last bar's ts over all symbols together. A training
-    sequence ending at row e has its label computed from bars e..e+H; it is purged when bar
-    e+H's ts reaches the validation start (its label would overlap validation prices), and
-    embargoed when bar e+H+embargo_bars would (a margin for serial correlation). Bars past a
-    session's end are placed at ``bar_ns`` steps after its last bar.
+    sequence ending at row e has its labels computed from bars e..e+H, H its longest horizon;
+    it is purged when bar e+H's ts reaches the validation start (a label would overlap
+    validation prices), and embargoed when bar e+H+embargo_bars would (a margin for serial
+    correlation). Bars past a session's end are placed at ``bar_ns`` steps after its last bar.
     """
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), found {validation_fraction}")
@@ -164,10 +211,9 @@ def chronological_split(
     validation_start = last - int(round(validation_fraction * (last - first)))
     is_val = arrays.ts[ends] >= validation_start
     candidates = ends[~is_val]
-    purged = ts_after(arrays, candidates, arrays.horizon) >= validation_start
-    embargoed = ~purged & (
-        ts_after(arrays, candidates, arrays.horizon + embargo_bars) >= validation_start
-    )
+    horizon = arrays.longest_horizon
+    purged = ts_after(arrays, candidates, horizon) >= validation_start
+    embargoed = ~purged & (ts_after(arrays, candidates, horizon + embargo_bars) >= validation_start)
     return Split(
         train_ends=candidates[~purged & ~embargoed],
         val_ends=ends[is_val],
@@ -196,6 +242,19 @@ class Scaler:
     return_scale: float
     volatility_scale: float
     n_rows: int  # training rows the feature statistics came from
+    # The same scales for a model's extra horizons, in its extra_horizons order.
+    extra_return_scales: tuple[float, ...] = ()
+    extra_volatility_scales: tuple[float, ...] = ()
+
+    @property
+    def return_scales(self) -> tuple[float, ...]:
+        """Every horizon's return scale, the primary one first."""
+        return (self.return_scale, *self.extra_return_scales)
+
+    @property
+    def volatility_scales(self) -> tuple[float, ...]:
+        """Every horizon's volatility scale, the primary one first."""
+        return (self.volatility_scale, *self.extra_volatility_scales)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Standardizes raw features (..., n_features) -> float32; NaN (and inf) become 0.
@@ -219,6 +278,8 @@ class Scaler:
         values = dataclasses.asdict(self)
         values["feature_columns"] = list(self.feature_columns)
         values["mean"], values["std"] = list(self.mean), list(self.std)
+        values["extra_return_scales"] = list(self.extra_return_scales)
+        values["extra_volatility_scales"] = list(self.extra_volatility_scales)
         values["nan_fill"] = 0.0
         return values
 
@@ -231,6 +292,10 @@ class Scaler:
             return_scale=float(values["return_scale"]),
             volatility_scale=float(values["volatility_scale"]),
             n_rows=int(values["n_rows"]),
+            extra_return_scales=tuple(float(v) for v in values.get("extra_return_scales", ())),
+            extra_volatility_scales=tuple(
+                float(v) for v in values.get("extra_volatility_scales", ())
+            ),
         )
 
     def save(self, path: Path) -> None:
@@ -244,8 +309,9 @@ class Scaler:
 
 
 def fit_scaler(arrays: WindowArrays, split: Split) -> Scaler:
-    """Fits feature mean/std on the rows before the validation start and target scales on the
-    training sequences; a constant or all-NaN feature gets std 1 (and mean 0 if all-NaN)."""
+    """Fits feature mean/std on the rows before the validation start and each horizon's target
+    scales on the training sequences; a constant or all-NaN feature gets std 1 (and mean 0 if
+    all-NaN)."""
     rows = arrays.features[arrays.ts < split.validation_start_ts].astype(np.float64)
     if len(rows) == 0:
         raise ValueError("no training rows before the validation start; lower validation_fraction")
@@ -254,13 +320,22 @@ def fit_scaler(arrays: WindowArrays, split: Split) -> Scaler:
         mean = np.where(counts > 0, np.nansum(rows, axis=0) / np.maximum(counts, 1), 0.0)
         std = np.sqrt(np.nansum((rows - mean) ** 2, axis=0) / np.maximum(counts, 1))
     std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    columns = range(len(arrays.horizons))
+    return_scales = [
+        positive_or_one(np.std(arrays.forward_returns[split.train_ends, h])) for h in columns
+    ]
+    volatility_scales = [
+        positive_or_one(np.mean(arrays.volatilities[split.train_ends, h])) for h in columns
+    ]
     return Scaler(
         feature_columns=arrays.feature_columns,
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
-        return_scale=positive_or_one(np.std(arrays.forward_return[split.train_ends])),
-        volatility_scale=positive_or_one(np.mean(arrays.volatility[split.train_ends])),
+        return_scale=return_scales[0],
+        volatility_scale=volatility_scales[0],
         n_rows=len(rows),
+        extra_return_scales=tuple(return_scales[1:]),
+        extra_volatility_scales=tuple(volatility_scales[1:]),
     )
 
 
@@ -280,33 +355,50 @@ def class_weights(direction: np.ndarray, n_classes: int = 3) -> np.ndarray:
     return weights
 
 
+def horizon_class_weights(arrays: WindowArrays, split: Split) -> np.ndarray:
+    """(n_horizons, 3) ``class_weights`` of each horizon's training directions."""
+    train_directions = arrays.directions[split.train_ends]  # (n_train, n_horizons)
+    return np.stack([class_weights(column) for column in train_directions.T])
+
+
 @dataclasses.dataclass(frozen=True)
 class SequenceTensors:
     """A window's scaled rows on a device; batches are cut from ``windows`` (a view)."""
 
     windows: torch.Tensor  # (n_rows - context + 1, n_features, context), unfold view
-    direction: torch.Tensor  # (n_rows,) int64
-    forward_return: torch.Tensor  # (n_rows,) float32 / return_scale, 0 where absent
-    volatility: torch.Tensor  # (n_rows,) float32 / volatility_scale, 0 where absent
+    direction: torch.Tensor  # (n_rows, n_horizons) int64
+    forward_return: torch.Tensor  # (n_rows, n_horizons) float32 / return scale, 0 where absent
+    volatility: torch.Tensor  # (n_rows, n_horizons) float32 / volatility scale, 0 where absent
     context: int
 
 
 def to_tensors(
     arrays: WindowArrays, scaled: np.ndarray, scaler: Scaler, device: torch.device | str
 ) -> SequenceTensors:
-    """Moves the scaled rows (n_rows, n_features) and the targets onto ``device``."""
+    """Moves the scaled rows (n_rows, n_features) and the targets onto ``device``.
+
+    The arrays' horizons are the first of the scaler's (the model's primary horizon alone
+    for scoring, or all of them for training).
+    """
     if len(scaled) < arrays.context:
         raise ValueError(f"{len(scaled)} rows are fewer than one context of {arrays.context}")
+    n_horizons = len(arrays.horizons)
+    if n_horizons > len(scaler.return_scales):
+        raise ValueError(
+            f"labels of horizons {list(arrays.horizons)} but the scaler holds target scales "
+            f"of {len(scaler.return_scales)} horizon(s); fit it on these arrays"
+        )
     rows = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32)).to(device)
 
-    def target(values: np.ndarray, scale: float) -> torch.Tensor:
-        return torch.from_numpy(np.nan_to_num(values / scale).astype(np.float32)).to(device)
+    def target(values: np.ndarray, scales: tuple[float, ...]) -> torch.Tensor:
+        scaled_values = values / np.asarray(scales[:n_horizons])  # (n_rows, n_horizons)
+        return torch.from_numpy(np.nan_to_num(scaled_values).astype(np.float32)).to(device)
 
     return SequenceTensors(
         windows=rows.unfold(0, arrays.context, 1),
-        direction=torch.from_numpy(arrays.direction).to(device),
-        forward_return=target(arrays.forward_return, scaler.return_scale),
-        volatility=target(arrays.volatility, scaler.volatility_scale),
+        direction=torch.from_numpy(arrays.directions).to(device),
+        forward_return=target(arrays.forward_returns, scaler.return_scales),
+        volatility=target(arrays.volatilities, scaler.volatility_scales),
         context=arrays.context,
     )
 
@@ -316,7 +408,8 @@ def sequence_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cuts the sequences ending at rows ``ends`` (batch,) on the tensors' device.
 
-    Returns x (batch, context, n_features), direction (batch,), return (batch,), vol (batch,).
+    Returns x (batch, context, n_features), direction (batch, n_horizons), return (batch,
+    n_horizons), vol (batch, n_horizons).
     """
     x = tensors.windows[ends - (tensors.context - 1)].transpose(1, 2)  # (batch, seq, features)
     return x, tensors.direction[ends], tensors.forward_return[ends], tensors.volatility[ends]
@@ -332,7 +425,8 @@ def predict_sequences(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs ``model`` over the sequences ending at ``ends``.
 
-    Returns probabilities (n, 3), scaled return (n,) and scaled volatility (n,), float64.
+    Returns probabilities (n, 3), scaled return (n,) and scaled volatility (n,), float64; or
+    (n, H, 3), (n, H), (n, H) for a model's ``forward_horizons``.
     """
     device = tensors.windows.device
     probabilities, returns, volatilities = [], [], []

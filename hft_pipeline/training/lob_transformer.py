@@ -6,7 +6,8 @@ embedding (seed 001's compound embedding). Attention pooling with a learned quer
 tokens into one vector; every other feature goes through one linear projection, the bar's
 summary token, which is added to it together with a learned position embedding. A causal
 transformer encoder runs over the ``context`` bars, and the last bar's state feeds the same
-heads as the LSTM (``heads.MultitaskHeads``).
+heads as the LSTM (``heads.MultitaskHeads``), one set per horizon (seed 001's multi-horizon
+heads): ``forward`` returns the primary horizon's, ``forward_horizons`` all of them.
 
 The feature names are a contract with the features stage (``book_levels`` family), for level
 ``LL`` in 00..09: ``bid_offset_ticks_LL`` = (mid - bid_px_LL) / tick, ``ask_offset_ticks_LL`` =
@@ -31,11 +32,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from hft_pipeline.training.heads import MultitaskHeads, Outputs, loss_terms
+from hft_pipeline.training.heads import (
+    MultitaskHeads,
+    Outputs,
+    check_horizons,
+    loss_terms,
+    primary_outputs,
+)
 
 MODEL_KIND = "lob_transformer"
 BOOK_LEVELS = 10
 SIDES = ("bid", "ask")
+# LobTransformerConfig's tuple fields, lists in JSON.
+SEQUENCE_FIELDS = ("feature_columns", "extra_horizons", "offset_mean", "offset_std")
 
 
 def book_column(side: str, attribute: str, level: int) -> str:
@@ -137,8 +146,10 @@ class LobTransformerConfig:
     dropout: float = 0.1
     # Bars per input sequence: the number of learned positions, so the model's longest input.
     context: int = 120
-    # Label horizon in bars the heads were trained on.
+    # Label horizon in bars the heads were trained on: the primary one, what forward returns.
     horizon: int = 12
+    # Further horizons the heads forecast (forward_horizons), in this order after the primary.
+    extra_horizons: tuple[int, ...] = ()
     # Bars ahead the auxiliary head forecasts the book offsets.
     book_forecast_bars: int = 1
     # Training mean and std of each token's offset (book_layout order): the head forecasts
@@ -153,6 +164,7 @@ class LobTransformerConfig:
                 raise ValueError(f"LobTransformerConfig.{name} must be >= 1, found {value!r}")
         if not self.feature_columns:
             raise ValueError("LobTransformerConfig.feature_columns is empty")
+        check_horizons("LobTransformerConfig", self.horizons)
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"LobTransformerConfig.d_model={self.d_model} is not divisible by "
@@ -183,9 +195,14 @@ class LobTransformerConfig:
     def layout(self) -> BookLayout:
         return book_layout(self.feature_columns)
 
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """Every forecast horizon in bars, the primary one first."""
+        return (self.horizon, *self.extra_horizons)
+
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        for name in ("feature_columns", "offset_mean", "offset_std"):
+        for name in SEQUENCE_FIELDS:
             values[name] = list(values[name])
         return values
 
@@ -193,7 +210,7 @@ class LobTransformerConfig:
     def from_dict(cls, values: dict[str, Any]) -> LobTransformerConfig:
         names = {field.name for field in dataclasses.fields(cls)}
         kept = {key: value for key, value in values.items() if key in names}
-        for name in ("feature_columns", "offset_mean", "offset_std"):
+        for name in SEQUENCE_FIELDS:
             if name in kept:
                 kept[name] = tuple(kept[name])
         return cls(**kept)
@@ -250,7 +267,7 @@ class LobTransformer(nn.Module):
             encoder_layer, config.n_layers, enable_nested_tensor=False
         )
         self.final_norm = nn.LayerNorm(d_model)
-        self.heads = MultitaskHeads(d_model, config.dropout)
+        self.heads = MultitaskHeads(d_model, config.dropout, len(config.horizons))
         # Without book tokens there is nothing to forecast.
         self.book_head = (
             nn.Linear(d_model, config.book_forecast_bars * self.n_tokens) if self.n_tokens else None
@@ -297,7 +314,7 @@ class LobTransformer(nn.Module):
         return bars
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predicts the three targets for the last bar of each sequence.
+        """Predicts the three targets of the primary horizon for the last bar of each sequence.
 
         Parameters
         ----------
@@ -310,11 +327,17 @@ class LobTransformer(nn.Module):
             Direction logits (batch, 3), scaled forward return (batch,) and scaled forward
             volatility (batch,), the latter non-negative through a softplus.
         """
+        return primary_outputs(self.forward_horizons(x))
+
+    @torch.jit.export
+    def forward_horizons(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predicts the three targets of every horizon (``config.horizons`` order): direction
+        logits (batch, H, 3), scaled return (batch, H), scaled volatility (batch, H)."""
         return self.heads(self.encode(x)[:, -1])
 
     def forward_with_book(self, x: torch.Tensor) -> tuple[Outputs, torch.Tensor]:
-        """The outputs of ``forward`` and the book forecast (batch, seq, k, n_tokens): at
-        each bar t, the scaled offsets of bars t+1..t+k."""
+        """The outputs of ``forward_horizons`` and the book forecast (batch, seq, k,
+        n_tokens): at each bar t, the scaled offsets of bars t+1..t+k."""
         if self.book_head is None:
             raise ValueError(
                 "this lob_transformer has no book tokens to forecast: its features include no "
@@ -327,9 +350,10 @@ class LobTransformer(nn.Module):
     def objective_terms(
         self, x: torch.Tensor, targets: Outputs, class_weight: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """``heads.loss_terms`` plus, when the inputs hold a book, the forecast's sums."""
+        """``heads.loss_terms`` over every horizon plus, when the inputs hold a book, the
+        forecast's sums."""
         if self.book_head is None:
-            return loss_terms(self(x), targets, class_weight)
+            return loss_terms(self.forward_horizons(x), targets, class_weight)
         outputs, forecast = self.forward_with_book(x)
         return {**loss_terms(outputs, targets, class_weight), **self.book_terms(forecast, x)}
 

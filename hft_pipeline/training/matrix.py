@@ -179,9 +179,12 @@ def plan_jobs(
     return jobs
 
 
-def check_inputs(inputs: WindowInputs, entries: Sequence[MatrixEntry]) -> None:
+def check_inputs(
+    inputs: WindowInputs, entries: Sequence[MatrixEntry], extra_horizons: Sequence[int] = ()
+) -> None:
     """Fails before any training when a daily file is missing, a labels file lacks an entry's
-    horizon, or an entry's symbol has no rows in the window.
+    horizon or one of the extra horizons every entry also forecasts, or an entry's symbol has
+    no rows in the window.
 
     Raises
     ------
@@ -195,7 +198,7 @@ def check_inputs(inputs: WindowInputs, entries: Sequence[MatrixEntry]) -> None:
         )
     for path in inputs.label_files:
         found = pq.read_schema(path).names
-        for horizon in sorted({entry.horizon for entry in entries}):
+        for horizon in sorted({entry.horizon for entry in entries} | set(extra_horizons)):
             absent = [name for name in label_columns(horizon) if name not in found]
             if absent:
                 raise ValueError(

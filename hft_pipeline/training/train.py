@@ -3,8 +3,9 @@
 ``train_window`` reads top to bottom: rows and sequences, the leak-free split, the scaler,
 the model of ``settings.model_kind`` (model.py), the loop (loop.py: AdamW, warm-up then cosine
 decay, clipping, early stopping), the validation metrics and baselines, and finally the files,
-written atomically. The loop checkpoints every epoch (see checkpoint.py), so a killed run
-started again resumes and ends identically.
+written atomically. With ``settings.extra_horizons`` one network forecasts those horizons next
+to the primary one, and metrics.json scores each under ``horizons``. The loop checkpoints
+every epoch (see checkpoint.py), so a killed run started again resumes and ends identically.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from hft_pipeline.training.dataset import (
     WindowArrays,
     build_window_arrays,
     chronological_split,
-    class_weights,
     fit_scaler,
+    horizon_class_weights,
     predict_sequences,
     to_tensors,
 )
@@ -90,13 +91,13 @@ def train_window(
     features, labels : pd.DataFrame
         The window's frames: key columns (ts, session_date, symbol, bar_index), one row per
         bar per symbol per session, sorted by symbol, ts; ``labels`` holds the three label
-        columns of ``horizon``.
+        columns of ``horizon`` and of each of ``settings.extra_horizons``.
     feature_columns : Sequence[str]
         Model inputs, in order.
     settings : TrainingSettings
         Model size, loop, split and device settings; all are recorded in model_config.json.
     horizon : int
-        Label horizon in bars.
+        Primary label horizon in bars (``settings.extra_horizons`` other than it are added).
     out_dir : Path
         The window folder; replaced as a whole once every file is written. The loop's
         checkpoint lives beside it in ``.<name>.checkpoint.pt`` until then: a run that finds
@@ -120,9 +121,12 @@ def train_window(
     loop = loop or LoopConfig()
     check_settings(settings)
     device = resolve_device(settings.device)
+    extra_horizons = extra_horizons_of(settings, horizon)
 
     # 1. Rows, sequences, and the chronological split with purge and embargo.
-    arrays = build_window_arrays(features, labels, feature_columns, horizon, settings.context)
+    arrays = build_window_arrays(
+        features, labels, feature_columns, horizon, settings.context, extra_horizons
+    )
     split = chronological_split(arrays, settings.validation_fraction, settings.embargo_bars)
     check_split(arrays, split)
     logger.info(
@@ -137,13 +141,13 @@ def train_window(
     scaler = fit_scaler(arrays, split)
     scaled = scaler.transform(arrays.features)  # (n_rows, n_features) float32
     tensors = to_tensors(arrays, scaled, scaler, device)
-    weights = class_weights(arrays.direction[split.train_ends])
+    weights = horizon_class_weights(arrays, split)  # (n_horizons, 3)
 
     # 3. The loop, seeded and checkpointed each epoch; the best epoch's weights come back.
     checkpoint = Checkpoint(
         checkpoint_path(out_dir), run_fingerprint(arrays, split, settings, loop)
     )
-    config = model_config(settings, feature_columns, horizon, scaler)
+    config = model_config(settings, feature_columns, arrays.horizons, scaler)
     with deterministic(device):
         torch.manual_seed(settings.seed)  # initial weights and dropout masks (CPU and CUDA)
         model = build_model(settings.model_kind, config).to(device)
@@ -216,7 +220,42 @@ def validation_metrics(
     metrics["n_train"] = len(split.train_ends)
     metrics["n_purged"] = split.n_purged
     metrics["n_embargoed"] = split.n_embargoed
+    if len(arrays.horizons) > 1:
+        metrics["horizons"] = extra_horizon_metrics(model, tensors, arrays, split, scaler, loop)
     return metrics
+
+
+def extra_horizon_metrics(
+    model: AnyModel,
+    tensors: SequenceTensors,
+    arrays: WindowArrays,
+    split: Split,
+    scaler: Scaler,
+    loop: LoopConfig,
+) -> dict[str, dict[str, float]]:
+    """``{"h<H>": scores}`` on validation for each extra horizon: accuracy, macro-F1,
+    log-loss, IC (return and volatility), as the primary horizon's."""
+    device = tensors.windows.device
+    bf16 = torch.bfloat16 if device.type == "cuda" else None
+    proba, scaled_return, scaled_volatility = predict_sequences(
+        model.forward_horizons, tensors, split.val_ends, loop.eval_batch_size, bf16
+    )  # (n_val, H, 3), (n_val, H), (n_val, H)
+    ends = split.val_ends
+    scores = {}
+    for column, horizon in enumerate(arrays.horizons[1:], start=1):
+        predicted_return = scaled_return[:, column] * scaler.return_scales[column]
+        scores[f"h{horizon}"] = {
+            **score_predictions(
+                arrays.directions[ends, column],
+                proba[:, column],
+                predicted_return,
+                arrays.forward_returns[ends, column],
+            ),
+            "volatility_ic": information_coefficient(
+                scaled_volatility[:, column], arrays.volatilities[ends, column]
+            ),
+        }
+    return scores
 
 
 def best_epoch_summary(history: list[dict[str, float]]) -> dict[str, float]:
@@ -273,6 +312,7 @@ def run_description(
     return {
         "feature_columns": list(arrays.feature_columns),
         "horizon": arrays.horizon,
+        "horizons": list(arrays.horizons),
         "label_columns": list(label_columns(arrays.horizon)),
         "direction_classes": list(DIRECTION_CLASSES),
         "training": dataclasses.asdict(settings),
@@ -286,17 +326,30 @@ def run_description(
         "n_purged": split.n_purged,
         "n_embargoed": split.n_embargoed,
         "validation_start_ts": split.validation_start_ts,
-        "class_weights": [float(w) for w in weights],
+        # Rows follow "horizons"; the first is the primary horizon's.
+        "class_weights": [float(w) for w in weights[0]],
+        "extra_class_weights": [[float(w) for w in row] for row in weights[1:]],
         "device": device_name(device),
         "torch_version": torch.__version__,
     }
 
 
+def extra_horizons_of(settings: TrainingSettings, horizon: int) -> tuple[int, ...]:
+    """``settings.extra_horizons`` without the primary ``horizon``: a matrix entry whose
+    horizon is one of them forecasts the others next to its own."""
+    return tuple(extra for extra in settings.extra_horizons if extra != horizon)
+
+
 def model_config(
-    settings: TrainingSettings, feature_columns: Sequence[str], horizon: int, scaler: Scaler
+    settings: TrainingSettings,
+    feature_columns: Sequence[str],
+    horizons: Sequence[int],
+    scaler: Scaler,
 ) -> AnyModelConfig:
-    """The config of ``settings.model_kind`` for this window; the transformer also takes its
-    book offsets' training mean and std from the scaler (its structural penalty is in ticks)."""
+    """The config of ``settings.model_kind`` for this window's ``horizons`` (the primary one
+    first); the transformer also takes its book offsets' training mean and std from the scaler
+    (its structural penalty is in ticks)."""
+    horizon, *extra_horizons = horizons
     if settings.model_kind == LOB_TRANSFORMER:
         offsets = book_layout(feature_columns).offset_index
         return LobTransformerConfig(
@@ -307,6 +360,7 @@ def model_config(
             dropout=settings.dropout,
             context=settings.context,
             horizon=horizon,
+            extra_horizons=tuple(extra_horizons),
             book_forecast_bars=settings.book_forecast_bars,
             offset_mean=tuple(scaler.mean[index] for index in offsets),
             offset_std=tuple(scaler.std[index] for index in offsets),
@@ -318,6 +372,7 @@ def model_config(
         dropout=settings.dropout,
         context=settings.context,
         horizon=horizon,
+        extra_horizons=tuple(extra_horizons),
     )
 
 

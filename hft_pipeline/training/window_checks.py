@@ -12,17 +12,22 @@ from hft_pipeline.features.schema import KEY_COLUMNS, SYMBOL, TS, label_columns
 
 
 def check_frames(
-    features: pd.DataFrame, labels: pd.DataFrame, feature_columns: Sequence[str], horizon: int
-) -> tuple[str, str, str]:
-    """Raises a precise error unless both frames hold the columns and the same rows."""
-    if horizon < 1:
-        raise ValueError(f"horizon must be at least 1 bar, found {horizon}")
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    feature_columns: Sequence[str],
+    horizons: Sequence[int],
+) -> list[tuple[str, str, str]]:
+    """Raises a precise error unless both frames hold the columns and the same rows; returns
+    each horizon's label columns (return, volatility, direction)."""
+    for horizon in horizons:
+        if horizon < 1:
+            raise ValueError(f"horizon must be at least 1 bar, found {horizon}")
     if len(feature_columns) == 0:
         raise ValueError("feature_columns is empty; pass the model's input columns")
-    label_names = label_columns(horizon)  # return, volatility, direction
+    label_names = [label_columns(horizon) for horizon in horizons]
     for frame_name, frame, needed in (
         ("features", features, (*KEY_COLUMNS, *feature_columns)),
-        ("labels", labels, (*KEY_COLUMNS, *label_names)),
+        ("labels", labels, (*KEY_COLUMNS, *(name for names in label_names for name in names))),
     ):
         missing = [name for name in needed if name not in frame.columns]
         if missing:

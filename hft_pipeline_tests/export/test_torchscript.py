@@ -8,11 +8,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from hft_pipeline.export.torchscript import (
     ARTIFACT_FILES,
     ArtifactPredictor,
     export_artifact,
+    load_torchscript,
     verify_artifact,
 )
 from hft_pipeline.training.dataset import Scaler, build_window_arrays, predict_sequences, to_tensors
@@ -106,3 +108,23 @@ def test_artifact_predictor_incomplete_folder_raises(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="re-run the export"):
         ArtifactPredictor(tmp_path)
+
+
+def test_export_multi_horizon_model_verifies_and_lists_horizons(kind, tmp_path):
+    window_dir = train_tiny_window(
+        tmp_path / "20240102_20240104", bars=80, book_levels=BOOK_LEVELS[kind], model_kind=kind,
+        epochs=1, extra_horizons=(6, 9),
+    )  # fmt: skip
+    artifact_dir = tmp_path / "artifact"
+
+    export_artifact(window_dir, artifact_dir)
+    difference = verify_artifact(artifact_dir, window_dir)
+    config = json.loads((artifact_dir / "config.json").read_text())
+    n_features = len(json.loads((artifact_dir / "features.json").read_text()))
+    scripted = load_torchscript(artifact_dir / "model.ts")
+    logits, _, _ = scripted.forward_horizons(torch.zeros(2, 8, n_features))
+
+    assert difference < 1e-5
+    assert config["horizon"] == 3
+    assert config["horizons"] == [3, 6, 9]
+    assert logits.shape == (2, 3, 3)  # (batch, horizons, classes)

@@ -118,6 +118,24 @@ def test_disallowed_nulls_session_vwap_null_before_first_trade_allowed_after_it_
     assert disallowed_nulls(broken, SETTINGS.bar_seconds) == {"session_vwap": 1}
 
 
+def test_disallowed_nulls_amihud_null_only_through_a_window_without_trades():
+    rows = 130
+    features = pa.table(
+        {
+            "symbol": ["ES"] * rows,
+            "bar_index": list(range(rows)),
+            "mid": [100.0] * rows,
+            # No trade before bar 100; NULL Amihud through bar 104.
+            "log_volume": [0.0] * 100 + [1.0] * 30,
+            "amihud_60": [None] * 105 + [0.5] * 25,
+        }
+    )
+    amihud = [spec for spec in FEATURES if spec.name == "amihud_60"]
+
+    # Bars 0-60: warm-up; 61-99: 60 bars without a trade; 100-104 traded in their window.
+    assert disallowed_nulls(features, 5, amihud) == {"amihud_60": 5}
+
+
 def test_disallowed_nulls_deeper_level_offset_null_while_level_filled_is_counted(day_tables):
     features, _ = day_tables
     sizes = features["bid_log_size_05"].to_pylist()

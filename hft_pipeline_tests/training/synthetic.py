@@ -32,6 +32,7 @@ class SyntheticWindow:
     labels: pd.DataFrame
     feature_columns: tuple[str, ...]
     horizon: int
+    extra_horizons: tuple[int, ...] = ()
 
 
 def make_window(
@@ -46,6 +47,7 @@ def make_window(
     warmup_bars: int = 4,
     first_day: dt.date = dt.date(2024, 1, 2),
     book_levels: int = 0,
+    extra_horizons: Sequence[int] = (),
 ) -> SyntheticWindow:
     """Sessions of ``bars`` 5-s bars per symbol per day, sorted by symbol, ts.
 
@@ -54,6 +56,7 @@ def make_window(
     feature with balanced classes. ``f1`` is NaN for the first ``warmup_bars`` of each session
     and the labels are NULL for the last ``horizon`` bars, as the feature code writes them.
     ``book_levels`` > 0 appends the book features of that many levels (see book_features).
+    Each of ``extra_horizons`` gets its label columns too, drawn the same way.
     """
     rng = np.random.default_rng(seed)
     columns = tuple(f"f{i}" for i in range(n_features))
@@ -70,12 +73,16 @@ def make_window(
                 keys.assign(**{c: values[:, i] for i, c in enumerate(columns)}, **book)
             )
             driver = np.roll(values[:, 0], lag) if planted else rng.standard_normal(bars)
-            label_parts.append(keys.assign(**session_labels(driver, horizon, lag, planted, rng)))
+            labels = session_labels(driver, horizon, lag, planted, rng)
+            for extra in extra_horizons:
+                labels.update(session_labels(driver, extra, lag, planted, rng))
+            label_parts.append(keys.assign(**labels))
     return SyntheticWindow(
         features=pd.concat(feature_parts, ignore_index=True),
         labels=pd.concat(label_parts, ignore_index=True),
         feature_columns=columns + tuple(book_feature_names(book_levels)),
         horizon=horizon,
+        extra_horizons=tuple(extra_horizons),
     )
 
 
@@ -164,8 +171,12 @@ def tiny_settings(**overrides) -> TrainingSettings:
 
 
 def train_tiny_window(out_dir: Path, bars: int, book_levels: int = 0, **settings) -> Path:
-    """Trains a 3-day synthetic window into ``out_dir`` (the fixture of the scoring tests)."""
-    data = make_window(days=3, bars=bars, book_levels=book_levels)
+    """Trains a 3-day synthetic window into ``out_dir`` (the fixture of the scoring tests);
+    the window has labels for the ``extra_horizons`` setting, if given."""
+    data = make_window(
+        days=3, bars=bars, book_levels=book_levels,
+        extra_horizons=settings.get("extra_horizons", ()),
+    )  # fmt: skip
     train_window(
         data.features, data.labels, data.feature_columns, tiny_settings(**settings),
         data.horizon, out_dir,

@@ -146,9 +146,9 @@ def test_sequence_batch_equals_rows_sliced_directly():
     assert x.shape == (3, 6, len(arrays.feature_columns))
     for row, end in enumerate(ends):
         assert np.array_equal(x[row].numpy(), scaled[end - 5 : end + 1])
-    assert np.array_equal(direction.numpy(), arrays.direction[ends])
+    assert np.array_equal(direction.numpy(), arrays.directions[ends])  # (3, 1 horizon)
     expected_return = (arrays.forward_return[ends] / scaler.return_scale).astype(np.float32)
-    assert np.allclose(forward_return.numpy(), expected_return)
+    assert np.allclose(forward_return.numpy()[:, 0], expected_return)
 
 
 def test_class_weights_rare_class_weighs_more_and_average_is_one():

@@ -145,10 +145,10 @@ def test_lob_transformer_book_terms_sum_over_forecast_steps():
     torch.manual_seed(0)
     model = LobTransformer(tiny_config(book_forecast_bars=3))
     x = torch.randn(4, 10, len(COLUMNS))
-    targets = (torch.randint(0, 3, (4,)), torch.randn(4), torch.rand(4))
+    targets = (torch.randint(0, 3, (4, 1)), torch.randn(4, 1), torch.rand(4, 1))  # 1 horizon
 
     with torch.no_grad():
-        terms = model.objective_terms(x, targets, torch.ones(3))
+        terms = model.objective_terms(x, targets, torch.ones(1, 3))
 
     # Step k has seq - k forecasts with a target inside the sequence: 9 + 8 + 7 bars.
     assert float(terms["book_forecasts"]) == 4 * (9 + 8 + 7)
