@@ -233,7 +233,8 @@ def test_check_record_keeps_example_and_detail(tmp_path):
     path = _slim(tmp_path / "order.parquet", ts_recv=_times(5, 4))
 
     write_check_record(path, run_quality_checks(path, TICK))
-    record = {entry["name"]: entry for entry in json.loads(checks_file(path).read_text())}
+    stored = json.loads(checks_file(path).read_text())["checks"]
+    record = {entry["name"]: entry for entry in stored}
 
     assert record["ts_recv_ordered"]["example_ts_recv"] == _times(4)[0]
     assert record["ts_recv_ordered"]["detail"].startswith("first offence at 2024-01-02T23:00:04Z")
@@ -294,3 +295,24 @@ def test_features_refuses_a_slim_file_without_check_record(tmp_path):
 
     with pytest.raises(dg.Failure, match="has no check record"):
         checked_slim_files(Layout(tmp_path), dt.date(2024, 1, 3), ("ES",), "2024-01-03")
+
+
+def test_failed_checks_record_of_earlier_bytes_refused_as_missing(tmp_path):
+    """An ingest killed after renaming a new SLIM file into place but before writing its
+    checks leaves the earlier file's record: it must not vouch for the new bytes."""
+    path = _slim(Layout(tmp_path).slim_file(dt.date(2024, 1, 3), "ES"), ts_recv=_times(1, 2))
+    write_check_record(path, run_quality_checks(path, TICK))
+    _slim(path, ts_recv=_times(2, 1))  # rewritten, its checks never recorded
+
+    with pytest.raises(FileNotFoundError, match="no check record of its current bytes"):
+        failed_checks(path)
+    with pytest.raises(dg.Failure, match="ES: .*no check record of its current bytes"):
+        checked_slim_files(Layout(tmp_path), dt.date(2024, 1, 3), ("ES",), "2024-01-03")
+
+
+def test_failed_checks_record_without_file_digest_refused(tmp_path):
+    path = _slim(tmp_path / "old.parquet", ts_recv=_times(1))
+    checks_file(path).write_text(json.dumps([{"name": "not_empty", "passed": True}]))
+
+    with pytest.raises(FileNotFoundError, match="judged SHA-256 None"):
+        failed_checks(path)
