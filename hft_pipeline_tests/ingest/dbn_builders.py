@@ -11,9 +11,11 @@ import datetime as dt
 import hashlib
 import io
 import json
+import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import databento_dbn
 import numpy as np
@@ -223,6 +225,43 @@ def upgrade_to_v2(data: bytes) -> bytes:
     transcoder.write(data)
     transcoder.flush()
     return out.getvalue()
+
+
+def dbn_at_version(data: bytes, version: int) -> bytes:
+    """The same DBN stream with its metadata encoded by databento-dbn as DBN ``version``.
+
+    MBP-10, MBP-1/TBBO, trade, OHLCV and MBO records have one layout in versions 1-3, so the
+    record bytes follow unchanged: the real v3 fixtures of every schema become real v1 and v2
+    streams (databento-dbn itself only upgrades, it never writes an older version)."""
+    found = databento_dbn.Metadata.decode(data)
+    (length,) = struct.unpack_from("<I", data, 4)
+    metadata = databento_dbn.Metadata(
+        dataset=found.dataset,
+        start=found.start,
+        end=found.end,
+        limit=found.limit,
+        stype_in=found.stype_in,
+        stype_out=found.stype_out,
+        schema=found.schema,
+        symbols=found.symbols,
+        partial=found.partial,
+        not_found=found.not_found,
+        mappings=[
+            SimpleNamespace(
+                raw_symbol=raw,
+                intervals=[
+                    SimpleNamespace(
+                        start_date=i["start_date"], end_date=i["end_date"], symbol=i["symbol"]
+                    )
+                    for i in intervals
+                ],
+            )
+            for raw, intervals in found.mappings.items()
+        ],
+        ts_out=found.ts_out,
+        version=version,
+    )
+    return metadata.encode() + data[8 + length :]
 
 
 class TrickleStream(io.RawIOBase):

@@ -26,6 +26,7 @@ from hft_pipeline.ingest.decode import (
 )
 from hft_pipeline_tests.ingest.dbn_builders import (
     TrickleStream,
+    dbn_at_version,
     dbn_stream,
     make_mbo_records,
     make_ohlcv_records,
@@ -247,3 +248,18 @@ def test_iter_record_chunks_v2_upgrade_of_slice_matches_databento_decoder(shared
     header = assert_records_match_databento(data, chunk_records=1_000)
 
     assert (data[:4], header.version) == (b"DBN\x02", 2)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("name", FIXTURE_FILES)
+def test_iter_record_chunks_v1_and_v2_of_every_fixture_schema_match_databento_decoder(
+    shared_data, name, version
+):
+    v3 = read_zstd(shared_data / "dbn-glbx-es-fixtures" / name)
+    data = dbn_at_version(v3, version)
+
+    header = assert_records_match_databento(data, chunk_records=2)
+
+    assert (data[:4], header.version) == (b"DBN" + bytes([version]), version)
+    assert header.schema == name.split(".")[1]
+    assert header.mappings == read_dbn_header(io.BytesIO(v3)).mappings
