@@ -27,12 +27,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from hft_pipeline.ingest.dbn_layout import (
+    MBO_DTYPE,
     MBP1_DTYPE,
     MBP10_DTYPE,
     OHLCV_DTYPE,
+    RTYPE_MBO,
     RTYPE_MBP_0,
     RTYPE_MBP_1,
     RTYPE_MBP_10,
+    RTYPE_OHLCV_1D,
+    RTYPE_OHLCV_1H,
     RTYPE_OHLCV_1M,
     RTYPE_OHLCV_1S,
     TRADE_DTYPE,
@@ -56,6 +60,9 @@ CSV_SCHEMAS: dict[str, tuple[np.dtype, int]] = {
     "trades": (TRADE_DTYPE, RTYPE_MBP_0),
     "ohlcv-1s": (OHLCV_DTYPE, RTYPE_OHLCV_1S),
     "ohlcv-1m": (OHLCV_DTYPE, RTYPE_OHLCV_1M),
+    "ohlcv-1h": (OHLCV_DTYPE, RTYPE_OHLCV_1H),
+    "ohlcv-1d": (OHLCV_DTYPE, RTYPE_OHLCV_1D),
+    "mbo": (MBO_DTYPE, RTYPE_MBO),  # order events, replayed into books like DBN MBO
 }
 SYMBOL_COLUMN = "symbol"
 _TIMESTAMP_COLUMNS = frozenset({"ts_recv", "ts_event"})
@@ -102,7 +109,7 @@ def iter_csv_record_chunks(
         Decompressed CSV bytes from the start (header row first).
     schema : str
         One of ``CSV_SCHEMAS``: ``mbp-10``, ``mbp-1``, ``tbbo``, ``trades``, ``ohlcv-1s``,
-        ``ohlcv-1m``.
+        ``ohlcv-1m``, ``ohlcv-1h``, ``ohlcv-1d``, ``mbo``.
     chunk_records : int, default 65_536
         Most records per yielded array.
 

@@ -124,7 +124,7 @@ def build_slim_day(
     archives : Sequence[Path]
         Local Databento batch ZIPs whose UTC days overlap the session, read in name order.
         Their members may be DBN (``mbp-10``, ``mbp-1``, ``tbbo``, ``trades``, ``ohlcv-*``,
-        ``mbo``, ``definition``) or Databento CSV of the same schemas (except MBO).
+        ``mbo``, ``definition``) or Databento CSV of the same data schemas.
     session : Session
         The trading day and its [open_ns, close_ns) span; records are kept by ``ts_recv``
         (a bar's close for OHLCV).

@@ -28,6 +28,10 @@ REAL_FILES = [
     (FIXTURES, "test_data.trades.dbn.zst"),
     (FIXTURES, "test_data.ohlcv-1s.dbn.zst"),
     (FIXTURES, "test_data.ohlcv-1m.dbn.zst"),
+    (FIXTURES, "test_data.ohlcv-1h.dbn.zst"),
+    (FIXTURES, "test_data.ohlcv-1d.dbn.zst"),
+    (FIXTURES, "test_data.mbo.dbn.zst"),
+    (SLICES, "orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"),  # DBN v1
     (SLICES, "futures_mbp-1_2024-07-01T23-58_2024-07-02T00-02.dbn.zst"),  # DBN v1
     (SLICES, "futures_trades_2024-07-01T23-58_2024-07-02T00-02.dbn.zst"),
     (SLICES, "futures_ohlcv-1m_2024-07-01T23-40_2024-07-02T00-10.dbn.zst"),
@@ -82,7 +86,7 @@ def test_csv_records_equal_dbn_decode_record_by_record(
 
 
 def test_csv_chunk_size_one_yields_every_record_alone(shared_data: Path, tmp_path: Path) -> None:
-    dbn_path = shared_data / SLICES / REAL_FILES[6][1]
+    dbn_path = shared_data / SLICES / REAL_FILES[10][1]
     _, expected = dbn_records(dbn_path)
     csv_path = databento_csv(dbn_path, tmp_path / "mbp1.csv")
 
@@ -153,8 +157,8 @@ def test_csv_row_with_another_rtype_raises_naming_row() -> None:
 
 
 def test_csv_unknown_schema_raises_listing_known() -> None:
-    with pytest.raises(DatabentoCsvError, match="'mbo' is not read from CSV.*mbp-10"):
-        list(iter_csv_record_chunks(io.BytesIO(TRADES_HEADER.encode()), "mbo"))
+    with pytest.raises(DatabentoCsvError, match="'statistics' is not read from CSV.*mbp-10"):
+        list(iter_csv_record_chunks(io.BytesIO(TRADES_HEADER.encode()), "statistics"))
 
 
 def test_csv_header_only_yields_nothing() -> None:

@@ -256,3 +256,25 @@ def test_caps_given_to_build_slim_day_refuse_the_archive_by_name(tmp_path):
         build_slim_day(
             [archive], SESSION, "ES", tmp_path / "slim.parquet", max_uncompressed_gb=1e-9
         )
+
+
+def test_real_mbo_csv_member_replays_into_the_same_books_as_its_dbn(shared_data, tmp_path):
+    real = shared_data / SLICES / "orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
+    csv_file = tmp_path / "mbo.csv"
+    databento.DBNStore.from_file(real).to_csv(csv_file, map_symbols=True)
+    dbn_archive = write_archive(
+        tmp_path / "dbn.zip", {"glbx-mdp3-20240508.mbo.dbn.zst": real.read_bytes()}
+    )
+    csv_archive = write_archive(
+        tmp_path / "csv.zip", {"glbx-mdp3-20240508.mbo.csv": csv_file.read_bytes()}
+    )
+    session = CALENDAR.session(dt.date(2024, 5, 8))
+
+    from_dbn = build_slim_day([dbn_archive], session, "ES", tmp_path / "dbn.parquet")
+    from_csv = build_slim_day([csv_archive], session, "ES", tmp_path / "csv.parquet")
+
+    assert from_csv.contract == from_dbn.contract == "ESM4"
+    assert from_csv.schemas == from_dbn.schemas == ["mbo"]
+    assert from_csv.rows == from_dbn.rows > 1_000
+    assert from_csv.mbo_replay == from_dbn.mbo_replay
+    assert pq.read_table(from_csv.path).equals(pq.read_table(from_dbn.path))
