@@ -4,6 +4,7 @@ and a failed build leaves the earlier SLIM file untouched."""
 from __future__ import annotations
 
 import io
+import json
 import stat
 import struct
 import zipfile
@@ -197,41 +198,12 @@ def test_zstd_frames_reader_bomb_raises_once_output_passes_the_ratio():
     assert served <= 200 * len(bomb) + RATIO_SLACK_BYTES
 
 
-def test_build_slim_day_zstd_bomb_member_fails_and_keeps_earlier_file(tmp_path, records):
-    out = tmp_path / "slim.parquet"
-    build_slim_day([es_archive(tmp_path / "good.zip", records)], SESSION, "ES", out)
-    earlier = out.read_bytes()
-    header = dbn_stream(records[:0], "mbp-10", compress=False)
-    bomb = zstandard.ZstdCompressor().compress(header + bytes(64 * 2**20))
-    path = write_archive(tmp_path / "zbomb.zip", {MEMBER: bomb}, symbology_json=ES_SYMBOLOGY)
-    inspect_archive(path)  # the ZIP layer is honest: the bomb is inside the zstd stream
+def test_inspect_archive_zstd_bomb_member_passes_the_zip_layer(tmp_path, records):
+    """The ZIP layer is honest: the bomb is inside the zstd stream, caught while decoding
+    (see test_build_slim_day_hostile_archive_names_it_and_leaves_earlier_file)."""
+    path = _zstd_bomb(tmp_path / "zbomb.zip", records)
 
-    with pytest.raises(ArchiveError, match=rf"zbomb\.zip, member '{MEMBER}': .*zip bomb"):
-        build_slim_day([path], SESSION, "ES", out)
-
-    assert out.read_bytes() == earlier
-
-
-def test_build_slim_day_truncated_dbn_raises_naming_member(tmp_path, records):
-    raw = dbn_stream(records, "mbp-10", compress=False)
-    path = write_archive(
-        tmp_path / "short.zip", {PLAIN_MEMBER: raw[:-100]}, symbology_json=ES_SYMBOLOGY
-    )
-
-    with pytest.raises(ArchiveError, match=rf"short\.zip, member '{PLAIN_MEMBER}': .*truncated"):
-        build_slim_day([path], SESSION, "ES", tmp_path / "slim.parquet")
-
-
-def test_build_slim_day_unknown_schema_raises_naming_member(tmp_path, records):
-    member = "glbx-mdp3-20210105.statistics.dbn.zst"
-    path = write_archive(
-        tmp_path / "stats.zip",
-        {member: dbn_stream(records, "statistics")},
-        symbology_json=ES_SYMBOLOGY,
-    )
-
-    with pytest.raises(ArchiveError, match=rf"stats\.zip, member '{member}': .*'statistics'"):
-        build_slim_day([path], SESSION, "ES", tmp_path / "slim.parquet")
+    assert inspect_archive(path).dbn_members == [MEMBER]
 
 
 def test_build_slim_day_empty_day_writes_empty_file_that_fails_not_empty(tmp_path, records):
@@ -244,3 +216,102 @@ def test_build_slim_day_empty_day_writes_empty_file_that_fails_not_empty(tmp_pat
     assert summary.rows == 0
     assert out.is_file()
     assert "not_empty" in failed
+
+
+def _cut_zip(path: Path, records) -> Path:
+    es_archive(path, records)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _flip_member_byte(path: Path, records) -> Path:
+    raw = dbn_stream(records, "mbp-10", compress=False)
+    write_archive(path, {PLAIN_MEMBER: raw}, symbology_json=ES_SYMBOLOGY, with_manifest=False)
+    data = bytearray(path.read_bytes())
+    data[data.index(raw) + len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _manifest_lies(path: Path, records) -> Path:
+    member = dbn_stream(records, "mbp-10")
+    manifest = {"files": [{"filename": MEMBER, "hash": "sha256:" + "0" * 64}]}
+    return _zip(path, {MEMBER: member, "manifest.json": json.dumps(manifest).encode()})
+
+
+def _with_extra_member(name: str):
+    def build(path: Path, records) -> Path:
+        es_archive(path, records)
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(name, b"payload")
+        return path
+
+    return build
+
+
+def _with_symlink(path: Path, records) -> Path:
+    es_archive(path, records)
+    link = zipfile.ZipInfo("glbx-mdp3-20210106.mbp-10.dbn.zst")
+    link.create_system = 3
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(link, b"/etc/passwd")
+    return path
+
+
+def _deflate_bomb(path: Path, records) -> Path:
+    return _zip(path, {PLAIN_MEMBER: bytes(16 * 2**20)}, zipfile.ZIP_DEFLATED)
+
+
+def _zstd_bomb(path: Path, records) -> Path:
+    header = dbn_stream(records[:0], "mbp-10", compress=False)
+    bomb = zstandard.ZstdCompressor().compress(header + bytes(64 * 2**20))
+    return write_archive(path, {MEMBER: bomb}, symbology_json=ES_SYMBOLOGY)
+
+
+def _truncated_dbn(path: Path, records) -> Path:
+    raw = dbn_stream(records, "mbp-10", compress=False)
+    return write_archive(path, {PLAIN_MEMBER: raw[:-100]}, symbology_json=ES_SYMBOLOGY)
+
+
+def _unknown_schema(path: Path, records) -> Path:
+    member = "glbx-mdp3-20210105.statistics.dbn.zst"
+    return write_archive(
+        path, {member: dbn_stream(records, "statistics")}, symbology_json=ES_SYMBOLOGY
+    )
+
+
+# (name, how to build the archive, the error's words after "archive <name>.zip", build caps)
+HOSTILE_ARCHIVES = [
+    ("truncated_zip", _cut_zip, ": not a readable ZIP", {}),
+    ("crc_mismatch", _flip_member_byte, f", member '{PLAIN_MEMBER}': damaged.*CRC", {}),
+    ("manifest_mismatch", _manifest_lies, f", member '{MEMBER}': SHA-256 .* differs", {}),
+    ("dot_dot_path", _with_extra_member("../evil.json"), ", member '../evil.json': unsafe", {}),
+    ("absolute_path", _with_extra_member("/etc/evil"), ", member '/etc/evil': unsafe", {}),
+    ("symlink", _with_symlink, ", member '.*': is a symbolic link", {}),
+    ("deflate_bomb", _deflate_bomb, f", member '{PLAIN_MEMBER}': declares .* zip bomb", {}),
+    ("zstd_bomb", _zstd_bomb, f", member '{MEMBER}': .* zip bomb", {}),
+    ("size_cap", es_archive, ": .* over the cap", {"max_uncompressed_gb": 1e-6}),
+    ("truncated_dbn", _truncated_dbn, f", member '{PLAIN_MEMBER}': .*truncated", {}),
+    ("unknown_schema", _unknown_schema, ", member '.*statistics.*': .*'statistics'", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "problem", "caps"),
+    [case[1:] for case in HOSTILE_ARCHIVES],
+    ids=[case[0] for case in HOSTILE_ARCHIVES],
+)
+def test_build_slim_day_hostile_archive_names_it_and_leaves_earlier_file(
+    tmp_path, records, build, problem, caps
+):
+    out = tmp_path / "out" / "slim.parquet"
+    build_slim_day([es_archive(tmp_path / "good.zip", records)], SESSION, "ES", out)
+    earlier = out.read_bytes()
+    hostile = build(tmp_path / "hostile.zip", records)
+
+    with pytest.raises(ArchiveError, match=rf"^archive hostile\.zip{problem}"):
+        build_slim_day([hostile], SESSION, "ES", out, **caps)
+
+    assert out.read_bytes() == earlier
+    assert [path.name for path in out.parent.iterdir()] == ["slim.parquet"]  # no temporary
