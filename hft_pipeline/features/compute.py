@@ -52,6 +52,7 @@ from hft_pipeline.features.registry import (
     INDICATORS,
     SESSION_WINDOW_SQL,
     TIMEFRAMES,
+    features_at,
     max_warmup_bars,
 )
 from hft_pipeline.features.schema import BAR_INDEX, SESSION_DATE, SYMBOL, TS
@@ -146,7 +147,7 @@ def compute_day(
             connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
         connection.execute(timeframe_join_sql())
         day = {"session_date": session.day}
-        features = connection.sql(_features_sql(), params=day).to_arrow_table()
+        features = connection.sql(_features_sql(bar_seconds), params=day).to_arrow_table()
         labels = connection.sql(_labels_sql(settings), params=day).to_arrow_table()
     metadata = {META_BAR_SECONDS: str(bar_seconds), META_WARMUP: settings.warmup}
     return (
@@ -288,8 +289,8 @@ def _indicators_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
     return pa.table({SYMBOL: bars[SYMBOL], BAR_INDEX: bars[BAR_INDEX], **indicators})
 
 
-def _features_sql() -> str:
-    columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in FEATURES)
+def _features_sql(bar_seconds: int) -> str:
+    columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in features_at(bar_seconds))
     return f"""
         SELECT * EXCLUDE (session_part) FROM (
             SELECT {_key_columns_sql()}, session_part, {columns}

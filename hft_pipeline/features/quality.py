@@ -94,7 +94,7 @@ def disallowed_nulls(
     needs columns the file does not hold (aggressor volumes, book depth).
     """
     checked = [
-        spec
+        spec.at(bar_seconds)
         for spec in specs
         if spec.null_policy in (NULL_NEVER, NULL_WARMUP)
         or (spec.null_policy == NULL_SPARSE and spec.null_where)

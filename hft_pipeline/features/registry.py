@@ -5,8 +5,10 @@ and streaming code, which read ``FEATURES`` and ``MODEL_FEATURES``. The spec typ
 live in ``families/base.py``; the technical indicators in ``families/technical.py``; the book
 and flow family (depth, order-flow imbalance, trade intensity, VPIN, Kyle's lambda, Amihud) in
 ``families/flow.py``; the book level by level in ``families/book.py``; the 1-min and 5-min
-features in ``families/timeframes.py``; this module holds the price, book and time features and
-assembles them all.
+features in ``families/timeframes.py``; returns, momentum, realized volatility, the candle and
+relative volume in ``families/price.py``; this module holds the book-summary, trade and time
+features and assembles them all. A spec whose look-back is clock time (``window_seconds``) is
+made concrete for a bar interval by ``FeatureSpec.at``; ``features_at`` does it for all.
 
 Each ``FeatureSpec.sql`` is a DuckDB expression evaluated once per bar over the relation
 ``bar_inputs``: the bar columns of ``bars.py`` (``mid``, ``bid_px_00``.., ``ask_sz_00``..,
@@ -54,6 +56,7 @@ from hft_pipeline.features.families.flow import (
     FLOW_FEATURES,
     FLOW_INDICATORS,
 )
+from hft_pipeline.features.families.price import CANDLE_OPEN, CANDLE_OPEN_SQL, PRICE_FEATURES
 from hft_pipeline.features.families.technical import (
     ATR_WINDOW,
     BOLLINGER_WIDTH,
@@ -90,6 +93,7 @@ __all__ = [
     "TIMEFRAMES",
     "TIME_FEATURES",
     "FeatureSpec",
+    "features_at",
     "IndicatorSpec",
     "max_warmup_bars",
 ]
@@ -98,39 +102,12 @@ __all__ = [
 # that window aggregates can read them (window functions do not nest).
 BAR_INPUTS: tuple[tuple[str, str], ...] = (
     ("mid_log_return", _log_ratio("mid", f"lag(mid) OVER {BAR_WINDOW}")),
+    (CANDLE_OPEN, CANDLE_OPEN_SQL),
     *FLOW_BAR_INPUTS,
 )
 
 # Per-bar filters run in numpy before FEATURES (see indicators.py).
 INDICATORS: tuple[IndicatorSpec, ...] = (*TECHNICAL_INDICATORS, *FLOW_INDICATORS)
-
-
-def log_return(bars: int) -> FeatureSpec:
-    """Spec of the mid's log return over the last ``bars`` bars (``log_ret_<bars>``)."""
-    return FeatureSpec(
-        name=f"log_ret_{bars}",
-        formula=f"ln(mid[t] / mid[t-{bars}])",
-        lookback_bars=bars,
-        unit="log return",
-        description=f"log return of the mid over the last {bars} bar(s)",
-        sql=_log_ratio("mid", f"lag(mid, {bars}) OVER {BAR_WINDOW}"),
-    )
-
-
-def realized_volatility(bars: int) -> FeatureSpec:
-    """Spec of the root sum of squared 1-bar mid log returns over the last ``bars`` bars."""
-    squares = "mid_log_return * mid_log_return"
-    return FeatureSpec(
-        name=f"realized_vol_{bars}",
-        formula=f"sqrt(sum_{{i=0..{bars - 1}}} ln(mid[t-i] / mid[t-i-1])^2)",
-        lookback_bars=bars,
-        unit="log return",
-        description=f"realized volatility of 1-bar mid log returns over the last {bars} bars",
-        sql=(
-            f"CASE WHEN {_rolling('count(mid_log_return)', bars)} = {bars} "
-            f"THEN sqrt({_rolling(f'sum({squares})', bars)}) END"
-        ),
-    )
 
 
 def trade_imbalance(bars: int) -> FeatureSpec:
@@ -231,8 +208,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
         sql="mid",
         model_input=False,
     ),
-    *(log_return(bars) for bars in (1, 5, 10, 30, 60)),
-    *(realized_volatility(bars) for bars in (12, 60)),
+    *PRICE_FEATURES,
     FeatureSpec(
         name="spread_ticks",
         formula="(ask_px_00 - bid_px_00) / tick_size",
@@ -279,6 +255,11 @@ FEATURES: tuple[FeatureSpec, ...] = (
 
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 MODEL_FEATURES: tuple[str, ...] = tuple(spec.name for spec in FEATURES if spec.model_input)
+
+
+def features_at(bar_seconds: int) -> tuple[FeatureSpec, ...]:
+    """``FEATURES`` on bars of ``bar_seconds``: clock-time windows counted in bars."""
+    return tuple(spec.at(bar_seconds) for spec in FEATURES)
 
 
 def max_warmup_bars(bar_seconds: int) -> int:

@@ -6,9 +6,10 @@ An independent reference for ``compute.compute_day`` (the DuckDB path) and the b
 ``shift`` / ``rolling`` and the ``ta`` indicators, labels from negative shifts. Only the
 definitions (names, formulas, windows) come from the registry, never its code.
 
-It covers the registry's features as they stood when it was written (one symbol, one session,
-one label horizon); callers compare by column-name intersection (:func:`compare_columns`) and
-list the features it does not cover, as the benchmark does.
+It covers every registry feature and the labels of every configured horizon, for one symbol and
+the "session" warm-up (``test_pandas_reference`` checks that no registry feature is missing);
+the multi-timeframe features come from a ``groupby`` of the bars into 1-min and 5-min bars and a
+``merge_asof`` of those onto the bar closes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ from hft_pipeline.features.families.flow import (
     VPIN_BUCKETS,
     VPIN_SIZE_BARS,
 )
+from hft_pipeline.features.families.price import (
+    MOMENTUM_MINUTES,
+    REALIZED_VOL_WINDOWS,
+    RELATIVE_VOLUME_WINDOW,
+    RETURN_BARS,
+)
+from hft_pipeline.features.families.timeframes import REALIZED_VOL_BARS as TIMEFRAME_VOL_BARS
 from hft_pipeline.features.registry import (
     ATR_WINDOW,
     BOLLINGER_WIDTH,
@@ -43,6 +51,7 @@ from hft_pipeline.features.registry import (
     MACD_SLOW,
     OFI_LEVELS,
     RSI_WINDOW,
+    TIMEFRAMES,
 )
 from hft_pipeline.features.schema import (
     BAR_INDEX,
@@ -55,8 +64,7 @@ from hft_pipeline.ingest.slim_schema import BOOK_LEVELS, META_TICK_SIZE
 from hft_pipeline.partitions import Session
 
 NS_PER_SECOND = 1_000_000_000
-LOG_RETURN_BARS = (1, 5, 10, 30, 60)
-REALIZED_VOL_BARS = (12, 60)
+TIMEFRAME_RETURN_BARS = (1, 5)
 IMBALANCE_LEVELS = (1, 3, 5, BOOK_DEPTH)
 TRADE_IMBALANCE_BARS = (1, 6)
 _SIDES = ("bid", "ask")
@@ -126,9 +134,13 @@ def reference_day(slim_path: Path, session: Session, settings: FeatureSettings) 
     tick_size = float(pq.read_schema(slim_path).metadata[META_TICK_SIZE.encode()])
     interval = settings.bar_seconds * NS_PER_SECOND
     bars = _bars(_session_events(slim_path, session, interval), session, interval)
-    features = _features(bars, tick_size)
-    labels = _labels(bars, tick_size, settings)
-    return pd.concat([bars[[BAR_INDEX, TS]], features, labels], axis=1)
+    parts = [
+        bars[[BAR_INDEX, TS]],
+        _features(bars, tick_size, settings.bar_seconds),
+        _timeframes(bars, tick_size, settings.bar_seconds),
+        *(_labels(bars, tick_size, horizon, settings) for horizon in settings.horizons_bars),
+    ]
+    return pd.concat(parts, axis=1)
 
 
 def _session_events(slim_path: Path, session: Session, interval: int) -> pd.DataFrame:
@@ -242,15 +254,11 @@ def _side_sizes(bars: pd.DataFrame, side: str, levels: int) -> pd.Series:
     return bars[[_level(side, "sz", level) for level in range(levels)]].fillna(0).sum(axis=1)
 
 
-def _features(bars: pd.DataFrame, tick: float) -> pd.DataFrame:
+def _features(bars: pd.DataFrame, tick: float, bar_seconds: int) -> pd.DataFrame:
     mid = bars["mid"]
     log_return = _log_ratio(mid, mid.shift(1))
     books = bars["bid_sz_00"].notna() & bars["ask_sz_00"].notna()
-    out = {"mid": mid}
-    for window in LOG_RETURN_BARS:
-        out[f"log_ret_{window}"] = _log_ratio(mid, mid.shift(window))
-    for window in REALIZED_VOL_BARS:
-        out[f"realized_vol_{window}"] = np.sqrt((log_return**2).rolling(window).sum())
+    out = {"mid": mid} | _price(bars, log_return, tick, bar_seconds)
     out["spread_ticks"] = (bars["ask_px_00"] - bars["bid_px_00"]) / tick
     sizes = (bars["bid_sz_00"] + bars["ask_sz_00"]).replace(0, np.nan)
     microprice = (
@@ -276,7 +284,94 @@ def _features(bars: pd.DataFrame, tick: float) -> pd.DataFrame:
     out["session_vwap"] = traded_value / bars["volume"].cumsum().replace(0, np.nan)
     out["vwap_dist_ticks"] = (mid - out["session_vwap"]) / tick
     out |= _flow(bars, log_return, tick)
+    out |= _book_levels(bars, tick)
     return pd.concat([pd.DataFrame(out), _technical(bars, tick)], axis=1)
+
+
+def _bars_of(seconds: int, bar_seconds: int) -> int:
+    return -(-seconds // bar_seconds)
+
+
+def _price(
+    bars: pd.DataFrame, log_return: pd.Series, tick: float, bar_seconds: int
+) -> dict[str, pd.Series]:
+    mid = bars["mid"]
+    out = {}
+    for window in RETURN_BARS:
+        out[f"log_ret_{window}"] = _log_ratio(mid, mid.shift(window))
+    for window in RETURN_BARS:
+        previous = mid.shift(window)
+        out[f"ret_{window}"] = (mid / previous - 1).where((mid > 0) & (previous > 0))
+    for minutes in MOMENTUM_MINUTES:
+        out[f"momentum_{minutes}m"] = (mid - mid.shift(_bars_of(60 * minutes, bar_seconds))) / tick
+    for label, seconds in REALIZED_VOL_WINDOWS:
+        squares = (log_return**2).rolling(_bars_of(seconds, bar_seconds)).sum()
+        out[f"realized_vol_{label}"] = np.sqrt(squares)
+    opened = mid.shift(1)
+    high, low = np.fmax(bars["mid_high"], opened), np.fmin(bars["mid_low"], opened)
+    candle = mid.notna() & opened.notna()
+    spread = (high - low).where(candle)
+    moved = spread.replace(0, np.nan)
+    out["range_ticks"] = spread / tick
+    out["bar_direction"] = np.sign(mid - opened).where(candle)
+    out["body_ratio"] = (mid - opened).abs() / moved
+    out["upper_wick_ratio"] = (high - np.fmax(mid, opened)) / moved
+    out["lower_wick_ratio"] = (np.fmin(mid, opened) - low) / moved
+    label, seconds = RELATIVE_VOLUME_WINDOW
+    before = bars["volume"].shift(1).rolling(_bars_of(seconds, bar_seconds)).mean()
+    out[f"relative_volume_{label}"] = bars["volume"] / before.replace(0, np.nan)
+    return out
+
+
+def _book_levels(bars: pd.DataFrame, tick: float) -> dict[str, pd.Series]:
+    out = {}
+    for level in range(BOOK_DEPTH):
+        suffix = f"{level:02d}"
+        out[f"bid_offset_ticks_{suffix}"] = (bars["mid"] - bars[f"bid_px_{suffix}"]) / tick
+        out[f"ask_offset_ticks_{suffix}"] = (bars[f"ask_px_{suffix}"] - bars["mid"]) / tick
+        out[f"bid_log_size_{suffix}"] = np.log1p(bars[f"bid_sz_{suffix}"])
+        out[f"ask_log_size_{suffix}"] = np.log1p(bars[f"ask_sz_{suffix}"])
+    return out
+
+
+def _timeframes(bars: pd.DataFrame, tick: float, bar_seconds: int) -> pd.DataFrame:
+    """The core features of each higher timeframe, as of the latest of its bars closed at or
+    before each bar's close."""
+    frames = []
+    for label, seconds in TIMEFRAMES:
+        # Consecutive bars make one higher-timeframe bar; tail(1) keeps a NaN mid at its close.
+        members = bars[BAR_INDEX] * bar_seconds // seconds
+        groups = bars.groupby(members)
+        last = groups.tail(1).set_index(members.drop_duplicates(keep="last").to_numpy())
+        higher = pd.DataFrame(
+            {
+                "tf_close_ts": last[TS],
+                "close_mid": last["mid"],
+                "high": groups["mid_high"].max(),
+                "low": groups["mid_low"].min(),
+                "buy_volume": groups["buy_volume"].sum(),
+                "sell_volume": groups["sell_volume"].sum(),
+                "volume": groups["volume"].sum(),
+            }
+        )
+        close = higher["close_mid"]
+        log_return = _log_ratio(close, close.shift(1))
+        core = {}
+        for window in TIMEFRAME_RETURN_BARS:
+            core[f"log_ret_{window}"] = _log_ratio(close, close.shift(window))
+        squares = (log_return**2).rolling(TIMEFRAME_VOL_BARS).sum()
+        core[f"realized_vol_{TIMEFRAME_VOL_BARS}"] = np.sqrt(squares)
+        core["range_ticks"] = (higher["high"] - higher["low"]) / tick
+        core["obi_1"] = _imbalance(last["bid_sz_00"], last["ask_sz_00"])
+        core["trade_imbalance"] = _imbalance(higher["buy_volume"], higher["sell_volume"])
+        core["log_volume"] = np.log1p(higher["volume"])
+        closed = pd.DataFrame(core).add_prefix(f"tf{label}_")
+        closed["tf_close_ts"] = higher["tf_close_ts"]
+        joined = pd.merge_asof(
+            bars[[TS]], closed, left_on=TS, right_on="tf_close_ts", direction="backward"
+        )
+        frames.append(joined.drop(columns=[TS, "tf_close_ts"]))
+    return pd.concat(frames, axis=1).set_axis(bars.index)
 
 
 def _technical(bars: pd.DataFrame, tick: float) -> pd.DataFrame:
@@ -359,8 +454,9 @@ def _vpin(buy_volume: pd.Series, sell_volume: pd.Series) -> pd.Series:
     return pd.Series(result, index=buy_volume.index)
 
 
-def _labels(bars: pd.DataFrame, tick: float, settings: FeatureSettings) -> pd.DataFrame:
-    horizon = settings.horizon_bars
+def _labels(
+    bars: pd.DataFrame, tick: float, horizon: int, settings: FeatureSettings
+) -> pd.DataFrame:
     mid = bars["mid"]
     future_mid = mid.shift(-horizon)
     squared_returns = _log_ratio(mid, mid.shift(1)) ** 2

@@ -100,8 +100,54 @@ def test_compute_day_realized_volatility_is_null_in_warm_up_then_root_sum_of_squ
     mids = (np.array(bid_ticks) + 0.5) * 0.25
     returns = np.log(mids[1:] / mids[:-1])
     expected_bar_12 = math.sqrt(np.sum(returns[:12] ** 2))
-    assert features["realized_vol_12"][:12] == [None] * 12
-    assert features["realized_vol_12"][12] == pytest.approx(expected_bar_12, rel=1e-12)
+    assert features["realized_vol_1m"][:12] == [None] * 12
+    assert features["realized_vol_1m"][12] == pytest.approx(expected_bar_12, rel=1e-12)
+
+
+def _quote(ts_recv: int, bid_ticks: int) -> dict:
+    return book_event(ts_recv, [(bid_ticks * 0.25, 1)], [(bid_ticks * 0.25 + 0.25, 1)])
+
+
+def test_compute_day_candle_is_the_mid_path_over_the_interval(tmp_path):
+    # Bar 0 closes at bid 400; bar 1 runs 400 -> 403 -> 399 -> 401; bar 2 holds still.
+    rows = [
+        _quote(OPEN_NS + 1 * NS, 400),
+        _quote(OPEN_NS + 6 * NS, 403),
+        _quote(OPEN_NS + 7 * NS, 399),
+        _quote(OPEN_NS + 8 * NS, 401),
+    ]
+
+    features, _ = _day(tmp_path, rows)
+
+    assert features["range_ticks"][:3] == [None, 4.0, 0.0]
+    assert features["bar_direction"][:3] == [None, 1.0, 0.0]
+    assert features["body_ratio"][1] == pytest.approx(1 / 4, rel=1e-12)
+    assert features["upper_wick_ratio"][1] == pytest.approx(2 / 4, rel=1e-12)
+    assert features["lower_wick_ratio"][1] == pytest.approx(1 / 4, rel=1e-12)
+    # A candle that never moved has no shape.
+    assert [features[name][2] for name in ("body_ratio", "upper_wick_ratio")] == [None, None]
+
+
+def test_compute_day_clock_windows_count_bars_of_the_interval(tmp_path):
+    # Twenty minutes of 5-s bars: the mid steps up one tick per bar, 3 contracts trade in each
+    # bar and 9 in bar 200; momentum over 1, 5 and 15 minutes spans 12, 60 and 180 bars.
+    session = Session(DAY, OPEN_NS, OPEN_NS + 1200 * NS)
+    rows = []
+    for bar in range(240):
+        rows.append(_quote(OPEN_NS + (5 * bar + 1) * NS, 400 + bar))
+        rows.append(trade_event(OPEN_NS + (5 * bar + 2) * NS, 100.0, 9 if bar == 200 else 3, "B"))
+
+    features, _ = _day(tmp_path, rows, session=session)
+
+    for name, bars in (("momentum_1m", 12), ("momentum_5m", 60), ("momentum_15m", 180)):
+        assert features[name][:bars] == [None] * bars, name
+        assert features[name][bars:] == [float(bars)] * (240 - bars), name
+    mids = (400 + np.arange(240) + 0.5) * 0.25
+    assert features["ret_5"][5] == pytest.approx(mids[5] / mids[0] - 1, rel=1e-12)
+    assert features["relative_volume_5m"][:60] == [None] * 60
+    assert features["relative_volume_5m"][60] == pytest.approx(1.0, rel=1e-12)
+    assert features["relative_volume_5m"][200] == pytest.approx(3.0, rel=1e-12)
+    assert features["relative_volume_5m"][201] == pytest.approx(3 / (3 + 6 / 60), rel=1e-12)
 
 
 def test_compute_day_labels_match_hand_computed_and_last_horizon_is_null(tmp_path):

@@ -63,10 +63,11 @@ def _disagreements(ours: pd.DataFrame, reference: pd.DataFrame) -> dict[str, tup
 def test_reference_day_random_stream_matches_compute_day(tmp_path, bar_seconds):
     # Empty ask sides, trade-only rows and unclassified trades: the NULL rules all run.
     path = write_slim(tmp_path / "es.parquet", random_slim_table(5, 20_000, HOUR_SESSION))
-    settings = FeatureSettings(bar_seconds=bar_seconds, horizon_bars=12)
+    settings = FeatureSettings(bar_seconds=bar_seconds, horizon_bars=12, horizons_bars=(12, 30))
 
     ours, reference = _both_paths(path, HOUR_SESSION, settings)
 
+    assert set(ours.columns) - set(KEY_COLUMNS) <= set(reference.columns)
     assert _disagreements(ours, reference) == {}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hft_pipeline.config import FeatureSettings
 from hft_pipeline.features.compute import compute_day
 from hft_pipeline.features.families.base import BOOK_DEPTH
@@ -9,6 +11,7 @@ from hft_pipeline.features.registry import (
     FEATURE_NAMES,
     FEATURES,
     MODEL_FEATURES,
+    FeatureSpec,
     max_warmup_bars,
 )
 from hft_pipeline.features.schema import KEY_COLUMNS, label_columns
@@ -97,3 +100,22 @@ def test_registry_warmup_bars_is_the_warm_up_of_each_feature(tmp_path):
         values = features[spec.name].to_pylist()
         assert values[:warmup] == [None] * warmup, spec.name
         assert None not in values[warmup:], spec.name
+
+
+@pytest.mark.parametrize(
+    ("name", "bar_seconds", "bars"),
+    [("momentum_5m", 1, 300), ("momentum_5m", 5, 60), ("realized_vol_30s", 60, 1)],
+)
+def test_feature_spec_at_clock_window_counts_bars_rounded_up(name, bar_seconds, bars):
+    spec = next(spec for spec in FEATURES if spec.name == name)
+
+    concrete = spec.at(bar_seconds)
+
+    assert (concrete.lookback_bars, concrete.warmup_bars(bar_seconds)) == (bars, bars)
+    assert "{window_bars}" not in concrete.sql + concrete.formula
+    assert f"{bars}" in concrete.sql
+
+
+def test_feature_spec_clock_window_and_lookback_bars_together_raise():
+    with pytest.raises(ValueError, match="momentum_x: a clock-time window"):
+        FeatureSpec("momentum_x", "f", 3, "ticks", "d", "mid", window_seconds=60)

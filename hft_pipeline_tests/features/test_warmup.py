@@ -25,7 +25,7 @@ SESSION = Session(DAY, OPEN_NS, OPEN_NS + 1800 * NS)  # 360 bars of 5 s
 SETTINGS = FeatureSettings(bar_seconds=5, horizon_bars=12, horizons_bars=(12,))
 LONG_LOOKBACKS = ("ema_200_dist_ticks", "log_ret_60", "tf1m_log_ret_5", "tf5m_log_ret_1")
 # Windows (not recursive filters): once warmed up in both modes, they read the same bars.
-WINDOWED = ("log_ret_60", "realized_vol_60", "kyle_lambda_60", "tf1m_log_ret_5", "tf1m_obi_1")
+WINDOWED = ("log_ret_60", "realized_vol_5m", "kyle_lambda_60", "tf1m_log_ret_5", "tf1m_obi_1")
 
 
 def _slim(folder, session, seed):

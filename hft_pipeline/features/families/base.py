@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 from hft_pipeline.features import indicators
@@ -68,6 +70,11 @@ class FeatureSpec:
         file: a DuckDB boolean expression over that file's columns (window ``FEATURE_ROWS_WINDOW``)
         that holds where the value may be NULL besides the warm-up. Empty: not checked, because
         the condition needs what the file does not hold (aggressor volumes, book depth).
+    window_seconds : int
+        0 for a look-back counted in bars. Else the look-back is clock time (momentum over 5
+        minutes means 300 bars of 1 s, 60 of 5 s): ``W = window_bars(bar_seconds)`` bars, the
+        value reads bars t-W..t, and ``sql``, ``null_where`` and ``formula`` hold ``{window_bars}``
+        where W goes; ``at(bar_seconds)`` gives the concrete spec. ``lookback_bars`` is then 0.
     """
 
     name: str
@@ -80,6 +87,7 @@ class FeatureSpec:
     null_policy: str = NULL_WARMUP
     timeframe_seconds: int = 0
     null_where: str = ""
+    window_seconds: int = 0
 
     def __post_init__(self) -> None:
         if self.null_policy not in NULL_POLICIES:
@@ -92,6 +100,30 @@ class FeatureSpec:
                 f"feature {self.name}: null_where applies to 'sparse' features only, its "
                 f"null_policy is {self.null_policy!r}"
             )
+        if self.window_seconds and (self.lookback_bars or self.timeframe_seconds):
+            raise ValueError(
+                f"feature {self.name}: a clock-time window (window_seconds) sets the look-back; "
+                "leave lookback_bars and timeframe_seconds at 0"
+            )
+
+    def window_bars(self, bar_seconds: int) -> int:
+        """Bars of ``bar_seconds`` that cover ``window_seconds``, rounded up to whole bars (a
+        30-s window is one bar of 60 s)."""
+        return math.ceil(self.window_seconds / bar_seconds)
+
+    def at(self, bar_seconds: int) -> FeatureSpec:
+        """This spec on bars of ``bar_seconds``: a clock-time window becomes a count of bars."""
+        if not self.window_seconds:
+            return self
+        bars = self.window_bars(bar_seconds)
+        return dataclasses.replace(
+            self,
+            formula=self.formula.format(window_bars=bars),
+            sql=self.sql.format(window_bars=bars),
+            null_where=self.null_where.format(window_bars=bars),
+            lookback_bars=bars,
+            window_seconds=0,
+        )
 
     def warmup_bars(self, bar_seconds: int) -> int:
         """Bars of ``bar_seconds`` at a session's open that are NULL for want of history.
@@ -100,6 +132,8 @@ class FeatureSpec:
         ``T`` seconds is complete at the close of the session's ``n + 1``-th such bar, the
         ``(n + 1) T / bar_seconds``-th bar.
         """
+        if self.window_seconds:
+            return self.window_bars(bar_seconds)
         if not self.timeframe_seconds:
             return self.lookback_bars
         return (self.lookback_bars + 1) * self.timeframe_seconds // bar_seconds - 1
@@ -128,10 +162,11 @@ class IndicatorSpec:
     function: indicators.Indicator
 
 
-def rolling(aggregate: str, window_bars: int) -> str:
-    """``aggregate`` over bars t-window_bars+1..t of the same symbol and session."""
+def rolling(aggregate: str, window_bars: int | str) -> str:
+    """``aggregate`` over bars t-window_bars+1..t of the same symbol and session
+    (``window_bars`` may be the ``{window_bars}`` placeholder of a clock-time window)."""
     return (
-        f"{aggregate} OVER ({BAR_WINDOW} ROWS BETWEEN {window_bars - 1} PRECEDING AND CURRENT ROW)"
+        f"{aggregate} OVER ({BAR_WINDOW} ROWS BETWEEN {window_bars} - 1 PRECEDING AND CURRENT ROW)"
     )
 
 
