@@ -1,0 +1,137 @@
+"""The slim_parquet asset partition by partition: the degraded flag reaches the file and the
+materialization, a rerun writes the same bytes, and a broken archive fails only the partitions
+that read it, leaving their earlier file and check record as they were."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from hft_pipeline.config import PipelineSettings
+from hft_pipeline.definitions import build_definitions
+from hft_pipeline.ingest.dbn_layout import MBP10_DTYPE
+from hft_pipeline.ingest.quality import checks_file
+from hft_pipeline.ingest.slim import read_slim_metadata
+from hft_pipeline.ingest.slim_schema import META_DEGRADED
+from hft_pipeline_tests.ingest.dbn_builders import (
+    dbn_stream,
+    make_records,
+    symbology,
+    write_archive,
+)
+
+UTC_DAYS = [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)]
+DEGRADED_DAY = dt.date(2024, 1, 4)  # condition.json of its archive says so
+DAY_NS = 86_400 * 10**9
+# The sessions of 2024-01-03 (UTC days 01-02 and 01-03) and 2024-01-04 (01-03 and 01-04).
+FIRST, SECOND = "2024-01-03|ES", "2024-01-04|ES"
+
+
+def day_archive(root: Path, day: dt.date) -> Path:
+    return root / "raw" / f"{day:%Y}" / f"{day:%Y%m%d}" / "ES" / f"glbx-mdp3-{day:%Y%m%d}.zip"
+
+
+def es_bucket(root: Path) -> Path:
+    """One archive per UTC day of ESH4 MBP-10, a record a minute around the clock."""
+    for day in UTC_DAYS:
+        start_ns = (day - dt.date(1970, 1, 1)).days * DAY_NS
+        times = np.arange(start_ns, start_ns + DAY_NS, 60 * 10**9, dtype=np.uint64)
+        member = dbn_stream(
+            make_records(MBP10_DTYPE, times, instrument_ids=17077),
+            "mbp-10",
+            start_ns=start_ns,
+            end_ns=start_ns + DAY_NS,
+        )
+        condition = "degraded" if day == DEGRADED_DAY else "available"
+        path = day_archive(root, day)
+        path.parent.mkdir(parents=True)
+        write_archive(
+            path,
+            {f"glbx-mdp3-{day:%Y%m%d}.mbp-10.dbn.zst": member},
+            symbology_json=symbology({"ESH4": 17077}, day, day + dt.timedelta(days=1)),
+            condition_json=[{"date": day.isoformat(), "condition": condition}],
+        )
+    return root
+
+
+class SlimRunner:
+    """Materializes slim_parquet partitions of one bucket and home, in one Dagster instance."""
+
+    def __init__(self, tmp_path: Path):
+        self.bucket = es_bucket(tmp_path / "bucket")
+        settings = PipelineSettings.load({"HFT_HOME": str(tmp_path / "home")}).with_overrides(
+            data={
+                "raw_url": self.bucket.as_uri(),
+                "start": dt.date(2024, 1, 2),
+                "end": dt.date(2024, 1, 5),
+                "symbols": ("ES",),
+            }
+        )
+        self.defs = build_definitions(settings)
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def materialize(self, partition: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            list(self.defs.assets),
+            selection=["slim_parquet"],
+            partition_key=partition,
+            instance=self.instance,
+            resources=dict(self.defs.resources),
+            raise_on_error=False,
+        )
+
+
+def materialized_path(result: dg.ExecuteInProcessResult) -> Path:
+    [materialization] = result.asset_materializations_for_node("slim_parquet")
+    return Path(materialization.metadata["path"].value)
+
+
+def test_slim_parquet_degraded_day_flags_file_and_materialization(tmp_path):
+    runner = SlimRunner(tmp_path)
+
+    clean, degraded = runner.materialize(FIRST), runner.materialize(SECOND)
+
+    for result, expected in ((clean, False), (degraded, True)):
+        [materialization] = result.asset_materializations_for_node("slim_parquet")
+        assert result.success
+        assert materialization.metadata["degraded"].value is expected
+        path = materialized_path(result)
+        assert json.loads(read_slim_metadata(path)[META_DEGRADED]) is expected
+
+
+def test_slim_parquet_rematerialized_partition_writes_identical_bytes(tmp_path):
+    runner = SlimRunner(tmp_path)
+    path = materialized_path(runner.materialize(FIRST))
+    first_file, first_checks = path.read_bytes(), checks_file(path).read_bytes()
+
+    again = runner.materialize(FIRST)
+
+    assert again.success and materialized_path(again) == path
+    assert path.read_bytes() == first_file
+    assert checks_file(path).read_bytes() == first_checks
+
+
+def test_slim_parquet_broken_archive_fails_only_its_partitions_keeping_earlier_outputs(
+    tmp_path,
+):
+    runner = SlimRunner(tmp_path)
+    path = materialized_path(runner.materialize(FIRST))
+    earlier_file, earlier_checks = path.read_bytes(), checks_file(path).read_bytes()
+    broken = day_archive(runner.bucket, UTC_DAYS[0])  # read by the first session only
+    broken.write_bytes(broken.read_bytes()[:-100])
+
+    failed = runner.materialize(FIRST)
+    unaffected = runner.materialize(SECOND)
+
+    message = failed.get_step_failure_events()[0].event_specific_data.error.message
+    assert not failed.success
+    assert f"slim_parquet[{FIRST}]" in message
+    assert f"archive {broken.name}: not a readable ZIP" in message
+    assert path.read_bytes() == earlier_file
+    assert checks_file(path).read_bytes() == earlier_checks
+    assert unaffected.success
+    assert materialized_path(unaffected).name == "live_20240104_ES_SLIM.parquet"
