@@ -1,31 +1,33 @@
 """The functions behind ``hft-pipeline r2 ls|download|upload``: a bucket (or a local folder laid
-out like one) listed, copied down resumably and verified, and SLIM files copied up.
+out like one) listed, copied down in parallel parts, resumably, and verified, and SLIM files
+copied up.
 
-Verification of a downloaded object, in order:
-1. its size equals the listing's;
-2. its MD5 equals the ETag when the ETag is one: a single-part S3/R2 upload's ETag is the MD5 of
-   the bytes, but a multipart upload's (``<md5 of part md5s>-<parts>``) depends on the part size
-   the uploader chose, so it is not compared; a local store's source file is hashed instead;
-3. a ZIP is opened with :func:`archive.inspect_archive`, which checks every member's CRC and each
-   DBN member's SHA-256 against the archive's manifest.json when it has one.
-A local file that passes all three is skipped; one that fails is downloaded again.
+A download fills ``<file>.part`` with ranged GETs of ``part_bytes`` (64 MiB), ``workers`` at a
+time over all objects, so one 3 GB archive comes down in parallel; ``<file>.part.json`` records
+the object's ETag and size and the parts already in, so a stopped download resumes with the
+parts it lacks (or starts over when the object changed).
+
+Each object is verified as :func:`r2_verify.download_problem` says (size, MD5 or multipart
+ETag, ZIP CRCs and manifest): a local file that passes is skipped, one that fails is downloaded
+again, and a resumed download that fails starts over once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
 from tqdm import tqdm
 
-from hft_pipeline.ingest.archive import ArchiveError, inspect_archive
+from hft_pipeline.ingest.r2_verify import download_problem
 from hft_pipeline.ingest.slim_members import ArchiveCaps
+from hft_pipeline.layout import atomic_file
 from hft_pipeline.resources import (
     PROTECTED_PREFIX,
     LocalObjectStore,
@@ -41,7 +43,11 @@ __all__ = ["DownloadError", "download", "list_remote", "upload"]
 _CHUNK_BYTES = 2**20
 # Uploads above this size go up in parts of this size, ``workers`` parts at a time.
 _MULTIPART_BYTES = 8 * 2**20
+# Downloads come in ranged GETs of this size: parts of big objects in parallel, and the unit a
+# stopped download resumes from.
+PART_BYTES = 64 * 2**20
 PART_SUFFIX = ".part"
+STATE_SUFFIX = ".json"  # beside the .part file: which object, which parts are in
 
 
 class DownloadError(OSError):
@@ -63,8 +69,10 @@ def download(
     workers: int = 4,
     progress: bool = True,
     caps: ArchiveCaps | None = None,
+    part_bytes: int = PART_BYTES,
 ) -> list[Path]:
-    """Copy objects to ``dest_dir / <key>``, resuming and verifying (see the module docstring).
+    """Copy objects to ``dest_dir / <key>`` in parallel parts, resuming and verifying (see the
+    module docstring).
 
     Parameters
     ----------
@@ -76,11 +84,13 @@ def download(
     dest_dir : Path
         Local root; keys keep their folders below it.
     workers : int, default 4
-        Objects downloaded at the same time.
+        Parts (of any object) downloaded at the same time.
     progress : bool, default True
         Show a tqdm bar of bytes to fetch on stderr.
     caps : ArchiveCaps, optional
         Zip-bomb caps of the ZIPs verified; default: ``DataSettings``' defaults.
+    part_bytes : int, default PART_BYTES (64 MiB)
+        Bytes per ranged GET; a stopped download keeps the parts it finished.
 
     Returns
     -------
@@ -92,23 +102,25 @@ def download(
     FileNotFoundError
         An exact key that the store does not hold.
     DownloadError
-        Bytes that still fail verification after a fresh download.
+        Bytes that still fail verification after a fresh download, or an object that changed
+        in the store while it was being downloaded.
     """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, found {workers}")
+    if workers < 1 or part_bytes < 1:
+        raise ValueError(
+            f"workers and part_bytes must be at least 1, found {workers}, {part_bytes}"
+        )
     caps = caps or ArchiveCaps()
     with open_raw_store(store_url) as store:
         objects = _resolve(store, keys_or_prefix)
         targets = [_local_path(dest_dir, stored.key) for stored in objects]
         todo = [
-            (stored, target)
+            _PartFile(stored, target, part_bytes)
             for stored, target in zip(objects, targets, strict=True)
-            if _problem(store, stored, target, caps) is not None
+            if download_problem(store, stored, target, caps) is not None
         ]
-        total = sum(stored.size for stored, _ in todo)
         with (
             tqdm(
-                total=total,
+                total=sum(file.stored.size for file in todo),
                 unit="B",
                 unit_scale=True,
                 desc=f"download {len(todo)}/{len(objects)} objects",
@@ -117,9 +129,7 @@ def download(
             ) as bar,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            futures = [pool.submit(_download_one, store, s, t, caps, bar.update) for s, t in todo]
-            for future in futures:
-                future.result()
+            _PartDownloads(store, caps, pool, bar.update).run(todo)
     return targets
 
 
@@ -188,45 +198,154 @@ def _local_path(dest_dir: Path, key: str) -> Path:
     return target
 
 
-def _download_one(
-    store: ObjectStore, stored: StoredObject, target: Path, caps: ArchiveCaps, advance
-) -> None:
-    """Fill ``target.part`` (continuing it when it is of the same object), verify, rename."""
-    part = target.with_name(target.name + PART_SUFFIX)
-    stamp = target.with_name(target.name + PART_SUFFIX + ".json")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    identity = {"etag": stored.etag, "size": stored.size}
-    same_object = stamp.is_file() and json.loads(stamp.read_text()) == identity
-    offset = part.stat().st_size if part.is_file() and same_object else 0
-    if offset > stored.size:
-        offset = 0
-    stamp.write_text(json.dumps(identity))
-    with part.open("r+b" if offset else "wb") as sink:
-        sink.truncate(offset)
-        sink.seek(offset)
-        advance(offset)
-        for chunk in _read_from(store, stored, offset):
+@dataclass
+class _PartFile:
+    """An object coming down into ``<target>.part``, ``part_bytes`` at a time; the parts in
+    are recorded in ``<target>.part.json`` beside it."""
+
+    stored: StoredObject
+    target: Path
+    part_bytes: int
+    done: set[int] = field(default_factory=set)
+    resumed: bool = False  # began with parts of an earlier, stopped download
+
+    @property
+    def part(self) -> Path:
+        return self.target.with_name(self.target.name + PART_SUFFIX)
+
+    @property
+    def state(self) -> Path:
+        return self.part.with_name(self.part.name + STATE_SUFFIX)
+
+    @property
+    def count(self) -> int:
+        return -(-self.stored.size // self.part_bytes)
+
+    def span(self, index: int) -> tuple[int, int]:
+        """[start, end) bytes of part ``index``."""
+        start = index * self.part_bytes
+        return start, min(start + self.part_bytes, self.stored.size)
+
+    def done_bytes(self) -> int:
+        return sum(end - start for start, end in map(self.span, self.done))
+
+    def open(self) -> list[int]:
+        """Keep the parts an earlier download of this same object finished; size the file.
+        Returns the parts still to fetch."""
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        earlier = self._earlier_state()
+        same = self.part.is_file() and earlier.get("object") == self._identity()
+        self.done = {int(index) for index in earlier.get("done", [])} if same else set()
+        self.resumed = bool(self.done)
+        with self.part.open("r+b" if same else "wb") as sink:
+            sink.truncate(self.stored.size)
+        self._save()
+        return sorted(set(range(self.count)) - self.done)
+
+    def record(self, index: int) -> None:
+        self.done.add(index)
+        self._save()
+
+    def restart(self) -> list[int]:
+        """Forget every part (they may hold bytes of an earlier version); all are to fetch."""
+        self.done, self.resumed = set(), False
+        self._save()
+        return list(range(self.count))
+
+    def finish(self) -> None:
+        os.replace(self.part, self.target)
+        self.state.unlink()
+
+    def _earlier_state(self) -> dict:
+        """The state a stopped download left; empty when none, or unreadable (then the
+        download starts over rather than trust it)."""
+        try:
+            earlier = json.loads(self.state.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return earlier if isinstance(earlier, dict) else {}
+
+    def _identity(self) -> dict:
+        return {"etag": self.stored.etag, "size": self.stored.size, "part_bytes": self.part_bytes}
+
+    def _save(self) -> None:
+        state = {"object": self._identity(), "done": sorted(self.done)}
+        with atomic_file(self.state) as temporary:
+            temporary.write_text(json.dumps(state))
+
+
+@dataclass
+class _PartDownloads:
+    """Parts of many objects through one pool; each object verified once its parts are in.
+
+    Only this thread records parts and verifies; the pool's threads only fetch bytes.
+    """
+
+    store: ObjectStore
+    caps: ArchiveCaps
+    pool: ThreadPoolExecutor
+    advance: Callable[[int], object]
+    pending: dict[Future, tuple[_PartFile, int]] = field(default_factory=dict)
+
+    def run(self, files: Sequence[_PartFile]) -> None:
+        try:
+            for file in files:
+                missing = file.open()
+                self.advance(file.done_bytes())
+                self._submit(file, missing)
+                if not missing:
+                    self._verify(file)
+            while self.pending:
+                finished, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    file, index = self.pending.pop(future)
+                    future.result()
+                    file.record(index)
+                    if len(file.done) == file.count:
+                        self._verify(file)
+        finally:
+            # A failure stops the other parts; those finished are recorded for the next run.
+            for future in self.pending:
+                future.cancel()
+
+    def _submit(self, file: _PartFile, indices: Sequence[int]) -> None:
+        for index in indices:
+            future = self.pool.submit(_fetch_part, self.store, file, index, self.advance)
+            self.pending[future] = (file, index)
+
+    def _verify(self, file: _PartFile) -> None:
+        problem = download_problem(self.store, file.stored, file.part, self.caps)
+        if problem is None:
+            file.finish()
+        elif file.resumed:
+            self.advance(-file.done_bytes())
+            self._submit(file, file.restart())
+        else:
+            raise DownloadError(f"{file.stored.key} from {self.store.describe()}: {problem}")
+
+
+def _fetch_part(store: ObjectStore, file: _PartFile, index: int, advance) -> None:
+    """Write part ``index`` of the object at its place in the ``.part`` file."""
+    start, end = file.span(index)
+    written = 0
+    with file.part.open("r+b") as sink:
+        sink.seek(start)
+        for chunk in _read_range(store, file.stored, start, end):
             sink.write(chunk)
+            written += len(chunk)
             advance(len(chunk))
-    problem = _problem(store, stored, part, caps)
-    if problem is not None and offset:
-        # A continued file that fails may hold bytes of an earlier version: restart once.
-        part.unlink()
-        stamp.unlink()
-        return _download_one(store, stored, target, caps, advance)
-    if problem is not None:
-        raise DownloadError(f"{stored.key} from {store.describe()}: {problem}")
-    os.replace(part, target)
-    stamp.unlink()
+    if written != end - start:
+        raise DownloadError(
+            f"{file.stored.key}: bytes {start}-{end - 1} came back as {written} bytes from "
+            f"{store.describe()}; run the download again to resume"
+        )
 
 
-def _read_from(store: ObjectStore, stored: StoredObject, offset: int) -> Iterator[bytes]:
-    """The object's bytes from ``offset`` on, a chunk at a time."""
-    if offset >= stored.size:
-        return
+def _read_range(store: ObjectStore, stored: StoredObject, start: int, end: int) -> Iterator[bytes]:
+    """The object's bytes [start, end), a chunk at a time."""
     if isinstance(store, S3ObjectStore):
         response = store.client.get_object(
-            Bucket=store.bucket, Key=store.prefix + stored.key, Range=f"bytes={offset}-"
+            Bucket=store.bucket, Key=store.prefix + stored.key, Range=f"bytes={start}-{end - 1}"
         )
         if response["ETag"].strip('"') != stored.etag:
             raise DownloadError(
@@ -235,45 +354,9 @@ def _read_from(store: ObjectStore, stored: StoredObject, offset: int) -> Iterato
         yield from response["Body"].iter_chunks(_CHUNK_BYTES)
     elif isinstance(store, LocalObjectStore):
         with (store.root / stored.key).open("rb") as source:
-            source.seek(offset)
-            while chunk := source.read(_CHUNK_BYTES):
+            source.seek(start)
+            while start < end and (chunk := source.read(min(_CHUNK_BYTES, end - start))):
+                start += len(chunk)
                 yield chunk
     else:
         raise TypeError(f"cannot download from {type(store).__name__}: not a known store")
-
-
-def _problem(
-    store: ObjectStore, stored: StoredObject, local: Path, caps: ArchiveCaps
-) -> str | None:
-    """Why ``local`` is not a verified copy of ``stored``; None when it is."""
-    if not local.is_file():
-        return "no local file"
-    size = local.stat().st_size
-    if size != stored.size:
-        return f"{size} bytes, the store lists {stored.size}"
-    expected = _expected_md5(store, stored)
-    if expected is not None and (found := _md5(local)) != expected:
-        return f"MD5 {found} differs from {expected}"
-    if local.name.removesuffix(PART_SUFFIX).lower().endswith(".zip"):
-        try:
-            inspect_archive(local, **caps.as_kwargs())
-        except ArchiveError as error:
-            return str(error)
-    return None
-
-
-def _expected_md5(store: ObjectStore, stored: StoredObject) -> str | None:
-    """The MD5 the bytes must have, when the store tells it (see the module docstring)."""
-    if isinstance(store, LocalObjectStore):
-        return _md5(store.root / stored.key)
-    etag = stored.etag.lower()
-    is_md5 = len(etag) == 32 and all(c in "0123456789abcdef" for c in etag)
-    return etag if is_md5 else None
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as stream:
-        while block := stream.read(_CHUNK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
 
 from hft_pipeline.ingest import r2_tools
+from hft_pipeline.ingest.r2_verify import download_problem, multipart_etag
+from hft_pipeline.ingest.slim_members import ArchiveCaps
+from hft_pipeline.resources import StoredObject, open_raw_store
 from hft_pipeline.simulate import simulate_bucket
 from hft_pipeline_tests.conftest import upload_folder
+
+
+def open_s3(bucket: str):
+    """The S3 store of ``bucket`` as the r2 commands open it (the environment's endpoint)."""
+    with open_raw_store(f"s3://{bucket}") as store:
+        return store
 
 
 @pytest.fixture(scope="module")
@@ -66,27 +77,67 @@ def test_download_corrupted_local_file_is_downloaded_again(
     assert damaged.read_bytes() == (small_bucket / keys[1]).read_bytes()
 
 
+def write_stopped_download(target: Path, stored, source: bytes, parts: dict[int, bytes]) -> Path:
+    """A ``.part`` file and its state as a download stopped after ``parts`` (index -> bytes
+    written there) leaves them, with 1000-byte parts."""
+    part = target.with_name(target.name + r2_tools.PART_SUFFIX)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    data = bytearray(len(source))
+    for index, written in parts.items():
+        data[index * 1000 : index * 1000 + len(written)] = written
+    part.write_bytes(bytes(data))
+    identity = {"etag": stored.etag, "size": stored.size, "part_bytes": 1000}
+    state = {"object": identity, "done": sorted(parts)}
+    part.with_name(part.name + r2_tools.STATE_SUFFIX).write_text(json.dumps(state))
+    return part
+
+
 @pytest.mark.parametrize(
-    ("head", "same_etag"),
-    [(b"", True), (b"garbage!", True), (b"garbage!", False)],
-    ids=["true-prefix-continued", "damaged-prefix-restarted", "other-object-restarted"],
+    ("damage", "same_etag"),
+    [(False, True), (True, True), (False, False)],
+    ids=["true-parts-continued", "damaged-part-restarted", "other-object-restarted"],
 )
-def test_download_part_file_is_continued_or_restarted(
-    filled_bucket, small_bucket: Path, tmp_path: Path, head: bytes, same_etag: bool
+def test_download_stopped_download_is_continued_or_restarted(
+    filled_bucket, small_bucket: Path, tmp_path: Path, damage: bool, same_etag: bool
 ) -> None:
     _, name, keys = filled_bucket
     stored = r2_tools.list_remote(f"s3://{name}", keys[0])[0]
-    target = tmp_path / keys[0]
-    part = target.with_name(target.name + r2_tools.PART_SUFFIX)
-    part.parent.mkdir(parents=True)
-    part.write_bytes(head + (small_bucket / keys[0]).read_bytes()[len(head) : 1000])
-    etag = stored.etag if same_etag else "0" * 32
-    part.with_name(part.name + ".json").write_text(f'{{"etag": "{etag}", "size": {stored.size}}}')
+    source = (small_bucket / keys[0]).read_bytes()
+    first, third = source[:1000], source[2000:3000]
+    parts = {0: b"garbage!" + first[8:] if damage else first, 2: third}
+    listed = stored if same_etag else dataclasses.replace(stored, etag="0" * 32)
+    part = write_stopped_download(tmp_path / keys[0], listed, source, parts)
 
-    r2_tools.download(f"s3://{name}", keys[:1], tmp_path, progress=False)
+    r2_tools.download(f"s3://{name}", keys[:1], tmp_path, progress=False, part_bytes=1000)
 
-    assert target.read_bytes() == (small_bucket / keys[0]).read_bytes()
+    assert (tmp_path / keys[0]).read_bytes() == source
     assert not part.exists()
+    assert not part.with_name(part.name + r2_tools.STATE_SUFFIX).exists()
+
+
+@pytest.mark.parametrize(
+    ("earlier", "part_bytes", "missing"),
+    [
+        ("same-object", 1000, [0, 2, 3]),
+        ("object-changed", 1000, [0, 1, 2, 3]),
+        ("state-unreadable", 1000, [0, 1, 2, 3]),
+        ("same-object", 500, list(range(7))),
+    ],
+    ids=["same-object", "object-changed", "state-unreadable", "other-part-size"],
+)
+def test_part_file_open_keeps_only_parts_of_the_same_object(
+    tmp_path: Path, earlier: str, part_bytes: int, missing: list[int]
+) -> None:
+    stored = StoredObject("raw/a.zip", 3500, "e" * 32, dt.datetime(2024, 1, 2, tzinfo=dt.UTC))
+    part = write_stopped_download(tmp_path / "a.zip", stored, bytes(3500), {1: b"x" * 1000})
+    if earlier == "state-unreadable":
+        part.with_name(part.name + r2_tools.STATE_SUFFIX).write_text('{"object": ')
+    listed = dataclasses.replace(stored, etag="f" * 32) if earlier == "object-changed" else stored
+
+    part_file = r2_tools._PartFile(listed, tmp_path / "a.zip", part_bytes)
+
+    assert part_file.open() == missing
+    assert part_file.part.stat().st_size == 3500
 
 
 def test_download_missing_key_raises_naming_it(filled_bucket, tmp_path: Path) -> None:
@@ -130,9 +181,46 @@ def test_upload_to_slim_writes_multipart_objects(s3_bucket, tmp_path: Path) -> N
     assert keys == ["slim/2024/a.parquet", "slim/2024/b.parquet"]
     listed = r2_tools.list_remote(f"s3://{name}", "slim/")
     assert [(s.key, s.size) for s in listed] == [(keys[0], 5), (keys[1], 9 * 2**20)]
+    assert listed[1].etag == multipart_etag(large, 8 * 2**20)
     assert listed[1].etag.endswith("-2")
     back = r2_tools.download(f"s3://{name}", keys, tmp_path / "back", progress=False)
     assert back[1].read_bytes() == large.read_bytes()
+
+
+def test_download_multipart_object_with_damaged_bytes_is_downloaded_again(
+    s3_bucket, tmp_path: Path
+) -> None:
+    """A multipart upload's ETag is no MD5 of the file, yet damage of the same size is seen."""
+    client, name = s3_bucket
+    large = tmp_path / "b.parquet"
+    large.write_bytes(bytes(range(256)) * (9 * 2**12))
+    [key] = r2_tools.upload(f"s3://{name}", [large], "slim/2024/")
+    [local] = r2_tools.download(f"s3://{name}", [key], tmp_path / "back", progress=False)
+    [stored] = r2_tools.list_remote(f"s3://{name}", key)
+    data = bytearray(local.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    local.write_bytes(bytes(data))
+
+    problem = download_problem(open_s3(name), stored, local, ArchiveCaps())
+    r2_tools.download(f"s3://{name}", [key], tmp_path / "back", progress=False)
+
+    assert problem is not None and "multipart MD5" in problem
+    assert local.read_bytes() == large.read_bytes()
+
+
+def test_s3_store_client_uses_when_required_checksums(
+    s3_bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R2 rejects recent boto3's default checksums on some calls (DESIGN.md section 7)."""
+    _, name = s3_bucket
+    for variable in ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
+        monkeypatch.setenv(variable, "when_supported")  # recorded, so the test restores it
+        monkeypatch.delenv(variable)
+
+    config = open_s3(name).client.meta.config
+
+    assert config.request_checksum_calculation == "when_required"
+    assert config.response_checksum_validation == "when_required"
 
 
 def test_upload_local_store_refuses_raw_and_writes_slim(tmp_path: Path) -> None:
