@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     r2.add_argument("--url", help="s3://bucket[/prefix] or file:///path (default: HFT_RAW_URL)")
     r2.add_argument("--prefix", default="", help="key prefix (ls/download) or target (upload)")
     r2.add_argument("--dest", type=Path, default=Path("."), help="download folder")
-    r2.add_argument("--workers", type=int, default=4, help="files transferred at once")
+    r2.add_argument("--workers", type=int, default=4, help="parts transferred at once")
     r2.add_argument("files", type=Path, nargs="*", help="files to upload")
     r2.set_defaults(handler=r2_command)
     return parser

@@ -61,7 +61,7 @@ def es_bucket(root: Path) -> Path:
 class SlimRunner:
     """Materializes slim_parquet partitions of one bucket and home, in one Dagster instance."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, **data: object):
         self.bucket = es_bucket(tmp_path / "bucket")
         settings = PipelineSettings.load({"HFT_HOME": str(tmp_path / "home")}).with_overrides(
             data={
@@ -69,6 +69,7 @@ class SlimRunner:
                 "start": dt.date(2024, 1, 2),
                 "end": dt.date(2024, 1, 5),
                 "symbols": ("ES",),
+                **data,
             }
         )
         self.defs = build_definitions(settings)
@@ -135,3 +136,27 @@ def test_slim_parquet_broken_archive_fails_only_its_partitions_keeping_earlier_o
     assert checks_file(path).read_bytes() == earlier_checks
     assert unaffected.success
     assert materialized_path(unaffected).name == "live_20240104_ES_SLIM.parquet"
+
+
+def bucket_files(bucket: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(bucket).as_posix(): path.read_bytes()
+        for path in sorted(bucket.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_slim_parquet_uploads_to_slim_prefix_only_when_asked(tmp_path):
+    default, uploading = (
+        SlimRunner(tmp_path / "default"),
+        SlimRunner(tmp_path / "up", upload_slim=True),
+    )
+    raw_before = bucket_files(uploading.bucket)
+
+    default.materialize(FIRST)
+    path = materialized_path(uploading.materialize(FIRST))
+
+    assert not (default.bucket / "slim").exists()
+    uploaded = bucket_files(uploading.bucket)
+    assert uploaded.pop(f"slim/2024/{path.name}") == path.read_bytes()
+    assert uploaded == raw_before  # raw/ untouched, nothing else written
