@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -144,6 +145,7 @@ def features_command(args: argparse.Namespace) -> None:
 def ingest_command(args: argparse.Namespace) -> None:
     from hft_pipeline.ingest.bar_files import BarFileOptions
     from hft_pipeline.ingest.tools import ingest_archives
+    from hft_pipeline.partitions import TradingCalendar
 
     bar_options = BarFileOptions(
         timestamp_column=args.timestamp_column,
@@ -152,9 +154,21 @@ def ingest_command(args: argparse.Namespace) -> None:
         label=args.bar_label,
         interval_ns=None if args.bar_interval_s is None else round(args.bar_interval_s * 1e9),
     )
-    caps = archive_caps(PipelineSettings.load())
+    settings = PipelineSettings.load()
+    data = dataclasses.replace(
+        settings.data,
+        calendar=args.calendar or settings.data.calendar,
+        trading_hours=args.hours or settings.data.trading_hours,
+    )
     summaries = ingest_archives(
-        args.archives, args.out, args.symbol, args.calendar, bar_options, caps=caps
+        args.archives,
+        args.out,
+        args.symbol,
+        TradingCalendar.from_settings(data),
+        bar_options,
+        caps=archive_caps(settings),
+        front_contract_rule=data.front_contract_rule,
+        memory_mb=data.ingest_memory_mb,
     )
     for summary in summaries:
         flag = "  (partial session)" if summary.partial else ""
@@ -274,7 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--out", type=Path, required=True, help="folder for the SLIM files")
     ingest.add_argument("--symbol", type=_symbols, help="root symbol(s), e.g. ES (default: all)")
-    ingest.add_argument("--calendar", default="CME_Equity")
+    ingest.add_argument("--calendar", help="trading calendar (default: settings, CME_Equity)")
+    ingest.add_argument(
+        "--hours",
+        choices=["eth", "rth"],
+        help="whole sessions or regular hours (default: settings)",
+    )
     bars = ingest.add_argument_group("bar files (each inferred from the file when not given)")
     bars.add_argument("--bar-interval-s", type=float, help="bar length in seconds")
     bars.add_argument("--bar-label", choices=["open", "close"], help="which end is stamped")

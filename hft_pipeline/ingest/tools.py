@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hft_pipeline.config import DataSettings
 from hft_pipeline.ingest.archive import (
     ArchiveContents,
     ArchiveError,
@@ -111,9 +113,12 @@ def ingest_archives(
     archives: Sequence[Path],
     out_dir: Path,
     symbols: Sequence[str] | None = None,
-    calendar: str = "CME_Equity",
+    calendar: str | TradingCalendar = "CME_Equity",
     bar_options: BarFileOptions | None = None,
     caps: ArchiveCaps | None = None,
+    *,
+    front_contract_rule: str = DataSettings.front_contract_rule,
+    memory_mb: int = DataSettings.ingest_memory_mb,
 ) -> list[SlimSummary | SourceSummary]:
     """Write one SLIM parquet file per trading session and symbol the given sources cover.
 
@@ -126,13 +131,18 @@ def ingest_archives(
     symbols : Sequence[str], optional
         Root symbols (or LOBSTER tickers) to keep (``["ES"]``); None keeps every one present.
         A single symbol is also the root of bar files that do not name their contract.
-    calendar : str, default "CME_Equity"
+    calendar : str or TradingCalendar, default "CME_Equity"
         Trading calendar giving the sessions of Databento and bar sources (pandas-market-
-        calendars name or ``24/7``); LOBSTER days use NASDAQ's.
+        calendars name or ``24/7``, whole electronic sessions; or a calendar with its trading
+        hours, e.g. ``TradingCalendar.from_settings``); LOBSTER days use NASDAQ's.
     bar_options : BarFileOptions, optional
         How to read bar files; default: infer everything (see :mod:`bar_files`).
     caps : ArchiveCaps, optional
         Zip-bomb caps of every ZIP read; default: ``DataSettings``' defaults.
+    front_contract_rule : str, default DataSettings.front_contract_rule
+        How each Databento session's front contract is chosen (see :func:`build_slim_day`).
+    memory_mb : int, default DataSettings.ingest_memory_mb
+        Working memory bound of each Databento SLIM build.
 
     Returns
     -------
@@ -154,14 +164,23 @@ def ingest_archives(
     for path in archives:
         by_kind[source_kind(Path(path))].append(Path(path))
     caps = caps or ArchiveCaps()
+    if isinstance(calendar, str):
+        calendar = TradingCalendar(calendar)
     summaries: list[SlimSummary | SourceSummary] = []
     if by_kind[DATABENTO]:
-        summaries += _ingest_databento(by_kind[DATABENTO], out_dir, symbols, calendar, caps)
+        build = functools.partial(
+            build_slim_day,
+            front_contract_rule=front_contract_rule,
+            trading_hours=calendar.hours.kind,
+            memory_mb=memory_mb,
+            **caps.as_kwargs(),
+        )
+        summaries += _ingest_databento(by_kind[DATABENTO], out_dir, symbols, calendar, build, caps)
     summaries += _ingest_lobster(by_kind[LOBSTER], out_dir, symbols, caps)
     for path in by_kind[BARS]:
         root = symbols[0] if symbols and len(symbols) == 1 else None
         options = bar_options or BarFileOptions()
-        summaries += _ingest_bar_file(path, out_dir, root, TradingCalendar(calendar), options)
+        summaries += _ingest_bar_file(path, out_dir, root, calendar, options)
     return summaries
 
 
@@ -183,10 +202,12 @@ def _ingest_databento(
     archives: list[Path],
     out_dir: Path,
     symbols: Sequence[str] | None,
-    calendar: str,
+    calendar: TradingCalendar,
+    build: Callable[..., SlimSummary],
     caps: ArchiveCaps,
 ) -> list[SlimSummary]:
-    """Databento ZIPs -> SLIM files (the module's steps)."""
+    """Databento ZIPs -> SLIM files (the module's steps); ``build`` is :func:`build_slim_day`
+    with the options of every session."""
     coverages = [archive_coverage(path, caps) for path in archives]
     # Roots without a contract specification cannot be converted to SLIM prices.
     present = set().union(*(coverage.roots for coverage in coverages)) & set(ROOT_SPECS)
@@ -197,18 +218,17 @@ def _ingest_databento(
             f"{sorted(present)}; pick among those"
         )
     days = set().union(*(coverage.utc_days for coverage in coverages))
-    trading_calendar = TradingCalendar(calendar)
-    lead = dt.timedelta(days=trading_calendar.session_lead_days + 1)
+    lead = dt.timedelta(days=calendar.session_lead_days + 1)
     sessions = [
         session
-        for session in trading_calendar.sessions(min(days) - lead, max(days) + lead)
+        for session in calendar.sessions(min(days) - lead, max(days) + lead)
         if days.intersection(session.utc_days)
     ]
     if not sessions:
         raise ValueError(
             f"{', '.join(path.name for path in archives)}: UTC day(s) "
             f"{[day.isoformat() for day in sorted(days)]} overlap no trading session of "
-            f"calendar {calendar!r} (a weekend or an exchange holiday); nothing to write"
+            f"calendar {calendar.name!r} (a weekend or an exchange holiday); nothing to write"
         )
     summaries = []
     previous_volumes: dict[str, Mapping[str, int] | None] = dict.fromkeys(wanted)
@@ -221,14 +241,13 @@ def _ingest_databento(
             ]
             if not inputs:
                 continue
-            summary = build_slim_day(
+            summary = build(
                 inputs,
                 session,
                 symbol,
                 out_dir / slim_file_name(session.day, symbol),
                 expected_utc_days=session.utc_days,
                 previous_contract_volumes=previous_volumes[symbol],
-                **caps.as_kwargs(),
             )
             previous_volumes[symbol] = summary.contract_volumes or previous_volumes[symbol]
             summaries.append(summary)

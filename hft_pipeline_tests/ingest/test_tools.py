@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from hft_pipeline.cli import main
 from hft_pipeline.ingest.dbn_layout import MBP10_DTYPE
 from hft_pipeline.ingest.slim import read_slim_metadata
 from hft_pipeline.ingest.slim_schema import (
@@ -19,6 +20,7 @@ from hft_pipeline.ingest.slim_schema import (
     META_CONTRACT,
     META_SOURCE_FILES,
     META_TICK_SIZE,
+    META_TRADING_HOURS,
 )
 from hft_pipeline.ingest.tools import (
     archive_coverage,
@@ -166,3 +168,31 @@ def test_ingest_archive_of_a_holiday_says_no_session_overlaps_it(tmp_path: Path)
     with pytest.raises(ValueError, match=r"holiday.zip.*2021-12-25.*no trading session"):
         ingest_archives([archive], tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_ingest_command_regular_hours_keep_only_the_local_rth_span(
+    archives: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    main(
+        [
+            "ingest",
+            *map(str, archives[:3]),
+            "--out",
+            str(tmp_path),
+            "--symbol",
+            "ES",
+            "--hours",
+            "rth",
+        ]
+    )
+
+    printed = capsys.readouterr().out
+    path = tmp_path / "live_20240109_ES_SLIM.parquet"
+    ts_recv = pq.read_table(path, columns=["ts_recv"]).column("ts_recv").to_numpy()
+    # 08:30-15:00 Chicago (CST, UTC-6) on 2024-01-09.
+    rth_open = dt.datetime(2024, 1, 9, 14, 30, tzinfo=dt.UTC).timestamp() * 10**9
+    rth_close = dt.datetime(2024, 1, 9, 21, 0, tzinfo=dt.UTC).timestamp() * 10**9
+    assert f"{path}  {len(ts_recv)} rows\n" in printed
+    assert len(ts_recv) > 0
+    assert ts_recv.min() >= rth_open and ts_recv.max() < rth_close
+    assert read_slim_metadata(path)[META_TRADING_HOURS] == "rth"
