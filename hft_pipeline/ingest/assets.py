@@ -162,6 +162,7 @@ def build_ingest_assets(
                 "rows": dg.MetadataValue.int(summary.rows),
                 "contract": dg.MetadataValue.text(summary.contract),
                 "front_contract_rule": dg.MetadataValue.text(summary.front_contract_rule),
+                "front_contract_basis": dg.MetadataValue.text(summary.front_contract_basis),
                 "trading_hours": dg.MetadataValue.text(settings.data.trading_hours),
                 "source_ts_recv_regressions": dg.MetadataValue.int(
                     summary.source_ts_recv_regressions

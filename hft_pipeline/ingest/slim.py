@@ -60,6 +60,7 @@ __all__ = [
     "SlimSummary",
     "build_slim_day",
     "choose_front_contract",
+    "front_contract_basis",
     "read_slim_metadata",
     "records_to_slim_table",
 ]
@@ -92,7 +93,8 @@ class SlimSummary:
     partial: bool  # an expected UTC day had no archive
     first_ts_recv: int | None
     last_ts_recv: int | None
-    front_contract_rule: str  # how ``contract`` was chosen, one of FRONT_CONTRACT_RULES
+    front_contract_rule: str  # the rule ``contract`` was chosen by, one of FRONT_CONTRACT_RULES
+    front_contract_basis: str  # what decided it, one of slim_schema.FRONT_CONTRACT_BASES
     source_ts_recv_regressions: int  # times ts_recv went backwards in the contract's source
     tick_size: float  # the contract's tick, in price units
     tick_size_source: str  # one of slim_schema.TICK_SIZE_SOURCES
@@ -202,6 +204,7 @@ def build_slim_day(
         by_contract = gathered.present()
         present = sorted(by_contract)
         contract = choose(present or set(gathered.instruments.values()))
+        basis = front_contract_basis(contract, previous_contract_volumes, front_contract_rule)
         chosen = by_contract.get(contract)
         regressions = chosen.order.ts_recv_regressions if chosen else 0
         contract_volumes = {
@@ -227,6 +230,10 @@ def build_slim_day(
             slim_schema.META_DEGRADED: json.dumps(degraded),
             slim_schema.META_PARTIAL: json.dumps(partial),
             slim_schema.META_FRONT_CONTRACT_RULE: front_contract_rule,
+            slim_schema.META_FRONT_CONTRACT_BASIS: basis,
+            slim_schema.META_PREVIOUS_CONTRACT_VOLUMES: json.dumps(
+                dict(previous_contract_volumes or {}), sort_keys=True
+            ),
             slim_schema.META_TRADING_HOURS: trading_hours,
             slim_schema.META_SOURCE_TS_RECV_REGRESSIONS: json.dumps(regressions),
         }
@@ -248,6 +255,7 @@ def build_slim_day(
         first_ts_recv=written.first_ts_recv,
         last_ts_recv=written.last_ts_recv,
         front_contract_rule=front_contract_rule,
+        front_contract_basis=basis,
         source_ts_recv_regressions=regressions,
         tick_size=tick_size,
         tick_size_source=tick_source,
@@ -300,6 +308,17 @@ def choose_front_contract(
     # max() keeps the first of equal volumes: the nearest expiry wins ties.
     busiest = max(by_expiry, key=lambda name: volumes.get(name, 0))
     return busiest if volumes.get(busiest, 0) > 0 else by_expiry[0]
+
+
+def front_contract_basis(
+    contract: str, previous_volumes: Mapping[str, int] | None, rule: str
+) -> str:
+    """What made ``contract`` the choice of :func:`choose_front_contract` under ``rule``."""
+    if rule == "nearest_expiry":
+        return slim_schema.BASIS_NEAREST_EXPIRY
+    if (previous_volumes or {}).get(contract, 0) > 0:
+        return slim_schema.BASIS_PREVIOUS_DAY_VOLUME
+    return slim_schema.BASIS_NO_PREVIOUS_VOLUME
 
 
 def _check_rule(rule: str) -> None:

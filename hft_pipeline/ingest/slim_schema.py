@@ -54,7 +54,17 @@ META_SESSION_CLOSE_NS = "hft.session_close_ns"
 META_DEGRADED = "hft.degraded"  # "true"/"false"
 META_PARTIAL = "hft.partial"  # "true" when an archive overlapping the session was missing
 META_BAR_INTERVAL_NS = "hft.bar_interval_ns"  # bar sources only
-META_FRONT_CONTRACT_RULE = "hft.front_contract_rule"  # how hft.contract was chosen
+META_FRONT_CONTRACT_RULE = "hft.front_contract_rule"  # the configured rule
+# What decided hft.contract under that rule: one of FRONT_CONTRACT_BASES.
+META_FRONT_CONTRACT_BASIS = "hft.front_contract_basis"
+BASIS_PREVIOUS_DAY_VOLUME = "previous_day_volume"  # the most traded on the previous day
+BASIS_NEAREST_EXPIRY = "nearest_expiry"  # the rule asks for the first to expire
+# The rule asks for volume, but no candidate traded on the previous day in what was read
+# (the first day, or the previous day not ingested yet): the first to expire was taken.
+BASIS_NO_PREVIOUS_VOLUME = "nearest_expiry_without_previous_day_volume"
+FRONT_CONTRACT_BASES = (BASIS_PREVIOUS_DAY_VOLUME, BASIS_NEAREST_EXPIRY, BASIS_NO_PREVIOUS_VOLUME)
+# The previous trading day's volume per contract the choice read; JSON {raw_symbol: volume}.
+META_PREVIOUS_CONTRACT_VOLUMES = "hft.previous_contract_volumes"
 META_TRADING_HOURS = "hft.trading_hours"  # "eth" or "rth": which part of the session is kept
 # Times ts_recv decreased from one source record to the next (before SLIM's sort); JSON int.
 META_SOURCE_TS_RECV_REGRESSIONS = "hft.source_ts_recv_regressions"

@@ -10,9 +10,14 @@ import pytest
 from hft_pipeline.ingest.dbn_layout import TRADE_DTYPE
 from hft_pipeline.ingest.slim import build_slim_day, choose_front_contract, read_slim_metadata
 from hft_pipeline.ingest.slim_schema import (
+    BASIS_NEAREST_EXPIRY,
+    BASIS_NO_PREVIOUS_VOLUME,
+    BASIS_PREVIOUS_DAY_VOLUME,
     META_CONTRACT,
     META_CONTRACT_VOLUMES,
+    META_FRONT_CONTRACT_BASIS,
     META_FRONT_CONTRACT_RULE,
+    META_PREVIOUS_CONTRACT_VOLUMES,
 )
 from hft_pipeline_tests.ingest.dbn_builders import (
     SESSION,
@@ -53,6 +58,12 @@ def test_build_slim_day_previous_volumes_choose_the_busiest_contract(
     assert table.column("trade_sz").to_pylist() == [10, 10, 5, 5]
     assert metadata[META_CONTRACT] == "ESM1"
     assert json.loads(metadata[META_CONTRACT_VOLUMES]) == {"ESH1": 2, "ESM1": 30}
+    assert metadata[META_FRONT_CONTRACT_BASIS] == BASIS_PREVIOUS_DAY_VOLUME
+    assert json.loads(metadata[META_PREVIOUS_CONTRACT_VOLUMES]) == {
+        "ESH1": 900,
+        "ESM1": 1_200,
+        "ESU1": 5_000,
+    }
 
 
 @pytest.mark.parametrize("previous", [None, {}])
@@ -71,6 +82,8 @@ def test_build_slim_day_without_previous_volumes_takes_nearest_expiry(
     assert summary.contract == "ESH1"
     assert summary.rows == 2
     assert summary.contract_volumes == {"ESH1": 2, "ESM1": 30}
+    assert summary.front_contract_basis == BASIS_NO_PREVIOUS_VOLUME
+    assert read_slim_metadata(summary.path)[META_FRONT_CONTRACT_BASIS] == BASIS_NO_PREVIOUS_VOLUME
 
 
 def test_choose_front_contract_previous_volume_only_for_absent_contract_takes_nearest():
@@ -118,6 +131,7 @@ def test_build_slim_day_nearest_expiry_rule_ignores_previous_volumes(
     assert (summary.contract, summary.rows) == ("ESH1", 2)
     assert metadata[META_CONTRACT] == "ESH1"
     assert metadata[META_FRONT_CONTRACT_RULE] == "nearest_expiry"
+    assert metadata[META_FRONT_CONTRACT_BASIS] == BASIS_NEAREST_EXPIRY
 
 
 def test_build_slim_day_records_previous_day_volume_rule_by_default(tmp_path, two_contract_archive):

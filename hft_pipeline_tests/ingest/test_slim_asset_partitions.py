@@ -16,7 +16,13 @@ from hft_pipeline.definitions import build_definitions
 from hft_pipeline.ingest.dbn_layout import MBP10_DTYPE
 from hft_pipeline.ingest.quality import checks_file
 from hft_pipeline.ingest.slim import read_slim_metadata
-from hft_pipeline.ingest.slim_schema import META_DEGRADED
+from hft_pipeline.ingest.slim_schema import (
+    BASIS_NO_PREVIOUS_VOLUME,
+    BASIS_PREVIOUS_DAY_VOLUME,
+    META_CONTRACT,
+    META_DEGRADED,
+    META_PREVIOUS_CONTRACT_VOLUMES,
+)
 from hft_pipeline_tests.ingest.dbn_builders import (
     dbn_stream,
     make_records,
@@ -29,6 +35,7 @@ DEGRADED_DAY = dt.date(2024, 1, 4)  # condition.json of its archive says so
 DAY_NS = 86_400 * 10**9
 # The sessions of 2024-01-03 (UTC days 01-02 and 01-03) and 2024-01-04 (01-03 and 01-04).
 FIRST, SECOND = "2024-01-03|ES", "2024-01-04|ES"
+TRADE_EVERY_FOURTH = np.where(np.arange(1440) % 4 == 3, b"T", b"A")
 
 
 def day_archive(root: Path, day: dt.date) -> Path:
@@ -36,12 +43,13 @@ def day_archive(root: Path, day: dt.date) -> Path:
 
 
 def es_bucket(root: Path) -> Path:
-    """One archive per UTC day of ESH4 MBP-10, a record a minute around the clock."""
+    """One archive per UTC day of ESH4 MBP-10, a record a minute around the clock, every
+    fourth a 1-lot trade."""
     for day in UTC_DAYS:
         start_ns = (day - dt.date(1970, 1, 1)).days * DAY_NS
         times = np.arange(start_ns, start_ns + DAY_NS, 60 * 10**9, dtype=np.uint64)
         member = dbn_stream(
-            make_records(MBP10_DTYPE, times, instrument_ids=17077),
+            make_records(MBP10_DTYPE, times, instrument_ids=17077, actions=TRADE_EVERY_FOURTH),
             "mbp-10",
             start_ns=start_ns,
             end_ns=start_ns + DAY_NS,
@@ -160,3 +168,25 @@ def test_slim_parquet_uploads_to_slim_prefix_only_when_asked(tmp_path):
     uploaded = bucket_files(uploading.bucket)
     assert uploaded.pop(f"slim/2024/{path.name}") == path.read_bytes()
     assert uploaded == raw_before  # raw/ untouched, nothing else written
+
+
+def test_slim_parquet_front_contract_from_the_previous_days_file_recorded_per_day(tmp_path):
+    runner = SlimRunner(tmp_path)
+
+    first, second = runner.materialize(FIRST), runner.materialize(SECOND)
+
+    [first_meta, second_meta] = [
+        result.asset_materializations_for_node("slim_parquet")[0].metadata
+        for result in (first, second)
+    ]
+    second_file = read_slim_metadata(materialized_path(second))
+    # The first day's previous day (2024-01-02) has no SLIM file: nothing to look back on.
+    assert first_meta["front_contract_basis"].value == BASIS_NO_PREVIOUS_VOLUME
+    assert second_meta["front_contract_basis"].value == BASIS_PREVIOUS_DAY_VOLUME
+    assert second_meta["contract"].value == second_file[META_CONTRACT] == "ESH4"
+    # What the second day read is the first day's own volume, not its own.
+    assert (
+        json.loads(second_file[META_PREVIOUS_CONTRACT_VOLUMES])
+        == first_meta["contract_volumes"].value
+    )
+    assert first_meta["contract_volumes"].value["ESH4"] > 0
