@@ -4,6 +4,10 @@ same bytes on every run and whichever path wrote them, nothing left behind by a 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +263,42 @@ def test_build_slim_day_out_of_order_sorts_in_a_folder_named_with_a_quote(tmp_pa
     ts_recv = pq.read_table(summary.path)["ts_recv"].to_pylist()
     assert ts_recv == sorted(ts_recv)
     assert written_files(out.parent) == ["slim.parquet"]
+
+
+_BUILD_IN_A_CHILD = """
+import sys
+from pathlib import Path
+from hft_pipeline.ingest.slim import build_slim_day
+from hft_pipeline_tests.ingest.dbn_builders import SESSION
+build_slim_day([Path(sys.argv[1])], SESSION, "ES", Path(sys.argv[2]), chunk_records=4_096)
+"""
+
+
+def test_build_slim_day_killed_mid_write_leaves_the_earlier_file_and_no_slim_named_file(
+    tmp_path,
+):
+    """SIGKILL once the new file's first row groups are on disk: no cleanup code runs, yet the
+    earlier file is whole and nothing else carries a SLIM name (the work is in a dot-folder)."""
+    out_dir = tmp_path / "out"
+    out = out_dir / "live_20210105_ES_SLIM.parquet"
+    small = es_archive(tmp_path / "small.zip", make_records(MBP10_DTYPE, session_times(10)))
+    build_slim_day([small], SESSION, "ES", out)
+    earlier = out.read_bytes()
+    # Trades: 2 M records in 96 MB, a second or so of work for the child after its first group.
+    trades = make_records(TRADE_DTYPE, session_times(2_000_000, step_ns=10_000), actions=b"T")
+    big = es_archive(tmp_path / "big.zip", trades, "trades")
+    child = subprocess.Popen([sys.executable, "-c", _BUILD_IN_A_CHILD, str(big), str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            path.stat().st_size > 0 for path in out_dir.glob(f".{out.name}.*/expected_contract*")
+        ):
+            assert child.poll() is None and time.monotonic() < deadline, "no row group written"
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait()
+
+    assert child.returncode == -signal.SIGKILL
+    assert out.read_bytes() == earlier
+    assert [path.name for path in out_dir.glob("*.parquet")] == [out.name]
