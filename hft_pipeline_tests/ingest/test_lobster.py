@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -180,3 +181,37 @@ def test_lobster_metadata_partial_when_the_span_misses_the_close() -> None:
     assert full[slim_schema.META_TICK_SIZE] == "0.01"
     assert full[slim_schema.META_SESSION_OPEN_NS] == str(SESSION_NS[0])
     assert full[slim_schema.META_SESSION_CLOSE_NS] == str(SESSION_NS[1])
+
+
+@pytest.mark.parametrize("levels", range(1, 11))
+def test_lobster_every_depth_from_1_to_10_reads_the_first_levels_of_goog(
+    shared_data: Path, levels: int
+) -> None:
+    """A LOBSTER file of N levels is the first 4N columns of the 10-level one: cut the real
+    GOOG day's first rows to each depth, read, compare with the 10-level read."""
+    with zipfile.ZipFile(sample_zip(shared_data, "GOOG", 10)) as opened:
+        (pair,) = pair_lobster_files(opened.namelist())
+        messages = opened.read(pair.message).decode().splitlines()[:3_000]
+        books = opened.read(pair.orderbook).decode().splitlines()[:3_000]
+    cut_books = [",".join(row.split(",")[: 4 * levels]) for row in books]
+    message_bytes = "".join(f"{row}\n" for row in messages).encode()
+
+    def read(rows: list[str], depth: int) -> pa.Table:
+        book_bytes = "".join(f"{row}\n" for row in rows).encode()
+        shallow = dataclasses.replace(pair, levels=depth)
+        tables = iter_lobster_tables(io.BytesIO(message_bytes), io.BytesIO(book_bytes), shallow)
+        return pa.concat_tables(tables)
+
+    full, cut = read(books, 10), read(cut_books, levels)
+
+    for level in range(10):
+        for name in (
+            f"{side}_{kind}_{level:02d}" for side in ("bid", "ask") for kind in ("px", "sz")
+        ):
+            if level < levels:
+                assert cut.column(name).equals(full.column(name)), name
+            else:
+                assert cut.column(name).null_count == cut.num_rows, name
+    others = [name for name in SLIM_SCHEMA.names if not name.startswith(("bid_", "ask_"))]
+    assert cut.select(others).equals(full.select(others))
+    assert cut.num_rows == 3_000
