@@ -203,7 +203,7 @@ def build_slim_day(
             gather_archive(archive, member_kinds, gathered)
         by_contract = gathered.present()
         present = sorted(by_contract)
-        contract = choose(present or set(gathered.instruments.values()))
+        contract = choose(present or {name for _, name in gathered.instruments})
         basis = front_contract_basis(contract, previous_contract_volumes, front_contract_rule)
         chosen = by_contract.get(contract)
         regressions = chosen.order.ts_recv_regressions if chosen else 0
@@ -247,7 +247,7 @@ def build_slim_day(
         path=out_path,
         rows=written.rows,
         contract=contract,
-        instrument_id=min(i for i, name in gathered.instruments.items() if name == contract),
+        instrument_id=min(i for i, name in gathered.instruments if name == contract),
         contract_volumes=contract_volumes,
         source_files=gathered.source_files,
         degraded=degraded,

@@ -7,6 +7,9 @@ SLIM file records (volumes, covered days, degraded days, sources).
 
 Where the ``instrument_id -> contract`` map comes from, first found wins: symbology.json, the
 DBN metadata's mappings, the definition records in force, a CSV member's ``symbol`` column.
+The symbology is read point in time: each member is mapped with the intervals covering its own
+UTC days (one day for Databento's daily files), so an instrument_id that names another contract
+on another day cannot relabel its records.
 
 MBO members are replayed into MBP-10 books before the session filter: a book needs every event
 since its last snapshot, including those before the open. One replay serves the whole session,
@@ -60,7 +63,8 @@ class SessionRows:
     spills: dict[str, SpilledContract] = field(default_factory=dict)  # the other contracts
     # Traded volume per schema, then contract: every schema read sees the same trades.
     volumes: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    instruments: dict[int, str] = field(default_factory=dict)  # the root's contracts listed
+    # The root's (instrument_id, contract) pairs listed; an id may name two contracts on two days.
+    instruments: set[tuple[int, str]] = field(default_factory=set)
     covered_days: set[dt.date] = field(default_factory=set)  # UTC days the members span
     degraded_days: set[dt.date] = field(default_factory=set)
     schemas: set[str] = field(default_factory=set)
@@ -111,15 +115,15 @@ def gather_archive(
     (read beforehand), the others are read in name order.
     """
     session = gathered.session
-    listed = _symbology_instruments(archive, gathered.symbol, session)
     gathered.degraded_days.update(degraded_days(archive.condition, session.utc_days))
     members = sorted(name for name, schema in schemas.items() if schema != DEFINITION_SCHEMA)
     for member in members:
         with open_member_records(archive, member, gathered.chunk_records, gathered.caps) as data:
+            listed = _symbology_instruments(archive, gathered.symbol, data.utc_days)
             instruments = _gather_member(archive, data, listed, gathered)
         for spill in gathered.spills.values():
             spill.end_run()
-        gathered.instruments.update(instruments)
+        gathered.instruments.update(instruments.items())
         gathered.covered_days.update(data.utc_days)
         gathered.schemas.add(data.schema)
         gathered.source_files.append(
@@ -134,12 +138,10 @@ def _gather_member(
     gathered: SessionRows,
 ) -> dict[int, str]:
     """Pass one member's chunks on; returns the root's contracts it maps."""
-    symbol, session = gathered.symbol, gathered.session
-    # The member's own days too: an MBO file before the session carries the book's snapshot.
-    days = sorted({*session.utc_days, *data.utc_days})
+    symbol = gathered.symbol
     instruments = dict(
         listed
-        or _root_instruments(data.mappings, symbol, days, archive, data.member)
+        or _root_instruments(data.mappings, symbol, data.utc_days, archive, data.member)
         or gathered.defined
     )
     read_symbols = not instruments  # only a CSV member's symbol column is left to say
@@ -154,7 +156,7 @@ def _gather_member(
             records = gathered.replay_book(records, instruments)
         _add_chunk(records, instruments, data.schema, gathered)
     if not instruments:
-        raise _no_contract_error(symbol, session, archive, data.member, data.mappings)
+        raise _no_contract_error(symbol, data.utc_days, archive, data.member, data.mappings)
     return instruments
 
 
@@ -180,16 +182,16 @@ def _add_chunk(
 
 
 def _symbology_instruments(
-    archive: ArchiveContents, symbol: str, session: Session
+    archive: ArchiveContents, symbol: str, days: Sequence[dt.date]
 ) -> dict[int, str]:
-    """The root's contracts from symbology.json; empty when the archive has none."""
+    """The root's contracts symbology.json maps on ``days``; empty when the archive has none."""
     if archive.symbology is None:
         return {}
     symbology = archive.symbology
     result = symbology.get("result", symbology) if isinstance(symbology, Mapping) else {}
-    instruments = _root_instruments(result, symbol, session.utc_days, archive, "symbology.json")
+    instruments = _root_instruments(result, symbol, days, archive, "symbology.json")
     if not instruments:
-        raise _no_contract_error(symbol, session, archive, "symbology.json", result)
+        raise _no_contract_error(symbol, days, archive, "symbology.json", result)
     return instruments
 
 
@@ -207,14 +209,18 @@ def _root_instruments(
 
 
 def _no_contract_error(
-    symbol: str, session: Session, archive: ArchiveContents, member: str, mappings: Mapping
+    symbol: str,
+    days: Sequence[dt.date],
+    archive: ArchiveContents,
+    member: str,
+    mappings: Mapping,
 ) -> ArchiveError:
     shown = sorted(map(str, mappings))[:10]
     return ArchiveError(
         archive.path,
         member,
         f"no {symbol} contract (like {symbol}H4) mapped to an instrument_id on UTC days "
-        f"{[day.isoformat() for day in session.utc_days]}; symbols found: {shown}. "
+        f"{[day.isoformat() for day in days]}; symbols found: {shown}. "
         "Request the data with stype_in=raw_symbol or a parent symbol mapped to raw symbols, "
         "or include the definition schema or CSV symbols (map_symbols)",
     )

@@ -366,3 +366,34 @@ def test_build_slim_day_row_groups_are_bounded(tmp_path, monkeypatch):
     metadata = pq.ParquetFile(summary.path).metadata
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [8, 8, 4]
     assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_build_slim_day_instrument_id_reused_next_day_maps_each_day_point_in_time(tmp_path):
+    """symbology.json gives id 7 to ESH1 on 2021-01-04 and to ESM1 on 2021-01-05: each daily
+    member's records take the contract of their own day."""
+    day_ns = 86_400 * 10**9
+    evening = make_records(TRADE_DTYPE, [SESSION.open_ns + 10], instrument_ids=7, actions=b"T")
+    day = make_records(TRADE_DTYPE, [SESSION.close_ns - 10], instrument_ids=7, actions=b"T")
+    first_day_ns = SESSION.open_ns - 23 * 3600 * 10**9  # 2021-01-04 00:00 UTC
+    reused = {
+        "ESH1": [{"d0": "2021-01-04", "d1": "2021-01-05", "s": "7"}],
+        "ESM1": [{"d0": "2021-01-05", "d1": "2021-01-06", "s": "7"}],
+    }
+    archive = write_archive(
+        tmp_path / "GLBX-20210104-20210105.zip",
+        {
+            "glbx-mdp3-20210104.trades.dbn.zst": dbn_stream(
+                evening, "trades", start_ns=first_day_ns, end_ns=first_day_ns + day_ns
+            ),
+            "glbx-mdp3-20210105.trades.dbn.zst": dbn_stream(
+                day, "trades", start_ns=first_day_ns + day_ns, end_ns=first_day_ns + 2 * day_ns
+            ),
+        },
+        symbology_json={"result": reused},
+    )
+
+    summary = build_slim_day([archive], SESSION, "ES", tmp_path / "slim.parquet")
+
+    assert summary.contract_volumes == {"ESH1": 1, "ESM1": 1}
+    assert summary.contract == "ESH1"  # nearest expiry: no previous-day volume given
+    assert pq.read_table(summary.path).column("ts_recv").to_pylist() == [SESSION.open_ns + 10]
