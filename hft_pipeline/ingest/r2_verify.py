@@ -24,7 +24,8 @@ from hft_pipeline.resources import LocalObjectStore, ObjectStore, S3ObjectStore,
 __all__ = ["download_problem", "multipart_etag"]
 
 _CHUNK_BYTES = 2**20  # bytes hashed at a time
-_MULTIPART_ETAG = re.compile(r"^(?P<md5>[0-9a-f]{32})-(?P<parts>\d+)$")
+_SINGLE_PART_ETAG = re.compile(r"[0-9a-f]{32}")  # the bytes' MD5
+_MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-\d+")  # MD5 of the parts' MD5s, part count
 
 
 def download_problem(
@@ -53,10 +54,10 @@ def _checksum_problem(store: ObjectStore, stored: StoredObject, local: Path) -> 
         expected, found = _md5(store.root / stored.key), _md5(local)
         return None if found == expected else f"MD5 {found} differs from the source's {expected}"
     etag = stored.etag.lower()
-    if re.fullmatch(r"[0-9a-f]{32}", etag):
+    if _SINGLE_PART_ETAG.fullmatch(etag):
         found = _md5(local)
         return None if found == etag else f"MD5 {found} differs from the ETag {etag}"
-    multipart = _MULTIPART_ETAG.match(etag)
+    multipart = _MULTIPART_ETAG.fullmatch(etag)
     part_size = _first_part_size(store, stored) if multipart else None
     if part_size is None:
         return None
