@@ -2,8 +2,11 @@
 seed 000's layout (fit_data/roll30/live/<start>_<end>/) and its training log, and on demand
 the window's training matrix (model kinds x symbols x horizons) under its matrix/ folder.
 
-Both assets report every epoch as an observation of themselves (loss, learning rate, speed),
-so the asset's Plots tab draws the loss curve while the run is still training."""
+Both assets report every epoch as an observation of themselves (loss, learning rate, speed and
+the loss curve so far), so the run's event log shows training progress as it happens; the
+materialization carries the final curve as a chart (``loss_plot``) and the validation metrics
+beside the baselines'. The Plots tab graphs those numbers across windows: it keeps one value
+per partition, so a per-epoch curve has to be the chart."""
 
 import contextlib
 import datetime as dt
@@ -17,6 +20,7 @@ from hft_pipeline.config import PipelineSettings
 from hft_pipeline.features.registry import MODEL_FEATURES
 from hft_pipeline.layout import Layout
 from hft_pipeline.partitions import PipelinePartitions, parse_date_key, rolling_window_mapping
+from hft_pipeline.training.loss_plot import loss_curve_markdown
 from hft_pipeline.training.matrix import (
     MATRIX_FOLDER,
     EpochRow,
@@ -123,7 +127,7 @@ def build_training_assets(
                     for name, value in result.metrics.items()
                     if isinstance(value, int | float)
                 },
-                "loss_curve": dg.MetadataValue.md(loss_table(history)),
+                "loss_curve": dg.MetadataValue.md(loss_report(history, inputs.name)),
                 "log": dg.MetadataValue.path(str(job.log_path)),
             }
         )
@@ -159,7 +163,7 @@ def build_training_assets(
                 ),
                 "loss_curves": dg.MetadataValue.md(
                     "\n\n".join(
-                        f"**{outcome.entry.name}**\n\n{loss_table(outcome.result.history)}"
+                        loss_report(outcome.result.history, outcome.entry.name)
                         for outcome in results
                     )
                 ),
@@ -183,18 +187,31 @@ def failure_of(context: dg.AssetExecutionContext) -> Iterator[None]:
 
 def epoch_observer(context: dg.AssetExecutionContext) -> Callable[[EpochRow], None]:
     """An ``on_epoch`` callback logging each epoch as an AssetObservation of the asset's
-    partition, which the asset's Plots tab draws as the run goes."""
-    return lambda row: _observe(context, epoch_metadata(row))
+    partition: the epoch's figures and the loss curve up to it."""
+    history: list[EpochRow] = []
+
+    def observe(row: EpochRow) -> None:
+        history.append(row)
+        _observe(context, {**epoch_metadata(row), "loss_curve": loss_chart(history)})
+
+    return observe
 
 
 def entry_epoch_observer(
     context: dg.AssetExecutionContext,
 ) -> Callable[[MatrixEntry, EpochRow], None]:
-    """:func:`epoch_observer` for the matrix: figures are prefixed with the entry's name, so
-    every entry gets its own curve in the Plots tab."""
-    return lambda entry, row: _observe(
-        context, {"entry": entry.name, **epoch_metadata(row, prefix=f"{entry.name}/")}
-    )
+    """:func:`epoch_observer` for the matrix: figures are prefixed with the entry's name and
+    each entry's curve grows on its own."""
+    histories: dict[MatrixEntry, list[EpochRow]] = {}
+
+    def observe(entry: MatrixEntry, row: EpochRow) -> None:
+        history = histories.setdefault(entry, [])
+        history.append(row)
+        metadata = epoch_metadata(row, prefix=f"{entry.name}/")
+        chart = loss_chart(history, entry.name)
+        _observe(context, {"entry": entry.name, **metadata, "loss_curve": chart})
+
+    return observe
 
 
 def _observe(context: dg.AssetExecutionContext, metadata: dict[str, float | int | str]) -> None:
@@ -208,6 +225,15 @@ def epoch_metadata(row: EpochRow, prefix: str = "") -> dict[str, float | int]:
         f"{prefix}{key}": float(row[name]) for name, key in EPOCH_FIGURES.items() if name in row
     }
     return {"epoch": int(row["epoch"]), **figures}
+
+
+def loss_chart(history: list[EpochRow], title: str = "loss") -> dg.MarkdownMetadataValue:
+    return dg.MetadataValue.md(loss_curve_markdown(history, title))
+
+
+def loss_report(history: list[EpochRow], title: str) -> str:
+    """Markdown: the loss curve as a chart, then the per-epoch figures as a table."""
+    return f"**{title}**\n\n{loss_curve_markdown(history, title)}\n\n{loss_table(history)}"
 
 
 def loss_table(history: list[EpochRow]) -> str:

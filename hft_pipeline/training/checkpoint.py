@@ -11,8 +11,8 @@ final atomic rename. It holds:
 - ``model``, ``optimizer``: state dicts; ``best_state``: the best epoch's weights (or None);
 - ``epoch`` (last completed), ``step`` (optimizer steps so far, which fix the learning rate),
   ``best_loss``, ``stale_epochs``, ``stopped`` (early stop reached), ``history``;
-- ``rng``: torch CPU (and CUDA) generator states, numpy's global state, and the state of the
-  generator that draws each epoch's sequences.
+- ``rng``: torch's CPU generator state (and the training card's, on CUDA), numpy's global
+  state, and the state of the generator that draws each epoch's sequences.
 
 Restoring all of that makes a resumed run continue bit for bit like an uninterrupted one on
 CPU. A checkpoint whose fingerprint differs is ignored with a warning, never mixed in.
@@ -39,7 +39,8 @@ from hft_pipeline.training.dataset import Split, WindowArrays
 if TYPE_CHECKING:
     from hft_pipeline.training.loop import LoopConfig
 
-CHECKPOINT_FORMAT = 1
+# Raised whenever the payload's layout changes, so an older file is ignored, never misread.
+CHECKPOINT_FORMAT = 2
 
 
 @dataclasses.dataclass
@@ -114,7 +115,7 @@ class Checkpoint:
             "stale_epochs": state.stale_epochs,
             "stopped": state.stopped,
             "history": state.history,
-            "rng": rng_states(sampler),
+            "rng": rng_states(sampler, parameter_device(model)),
         }
         with atomic_file(self.path) as temporary:
             torch.save(payload, temporary)
@@ -131,10 +132,10 @@ class Checkpoint:
         payload = self.load(logger)
         if payload is None:
             return LoopState()
-        device = next(model.parameters()).device
+        device = parameter_device(model)
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-        restore_rng_states(payload["rng"], sampler)
+        restore_rng_states(payload["rng"], sampler, device)
         best_state = payload["best_state"]
         if best_state is not None:
             best_state = {name: tensor.to(device) for name, tensor in best_state.items()}
@@ -173,12 +174,17 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def rng_states(sampler: np.random.Generator) -> dict[str, Any]:
-    """Every random state the loop draws from, as tensors and plain types."""
+def parameter_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def rng_states(sampler: np.random.Generator, device: torch.device) -> dict[str, Any]:
+    """Every random state the loop draws from, as tensors and plain types. Only a CUDA run
+    asks CUDA for its card's state: a CPU run never initializes CUDA, even where it exists."""
     _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "numpy": {
             "keys": torch.from_numpy(keys.astype(np.int64)),  # MT19937 words, (624,)
             "position": int(position),
@@ -189,10 +195,12 @@ def rng_states(sampler: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def restore_rng_states(states: dict[str, Any], sampler: np.random.Generator) -> None:
+def restore_rng_states(
+    states: dict[str, Any], sampler: np.random.Generator, device: torch.device
+) -> None:
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if states["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
     numpy = states["numpy"]
     np.random.set_state(
         (

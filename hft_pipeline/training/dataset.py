@@ -25,6 +25,7 @@ import torch
 
 from hft_pipeline.features.schema import SESSION_DATE, SYMBOL, TS
 from hft_pipeline.training.heads import Outputs
+from hft_pipeline.training.lob_transformer import attention_fast_path_off
 from hft_pipeline.training.window_checks import check_directions, check_frames, check_sorted
 
 MISSING_DIRECTION = -1  # direction label of rows whose labels are NULL
@@ -433,7 +434,10 @@ def predict_sequences(
     for first in range(0, len(ends), batch_size):
         batch_ends = torch.from_numpy(ends[first : first + batch_size]).to(device)
         x, _, _, _ = sequence_batch(tensors, batch_ends)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with (
+            torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+            attention_fast_path_off(),
+        ):
             logits, forward_return, volatility = model(x)
         probabilities.append(torch.softmax(logits.double(), dim=-1).cpu())
         returns.append(forward_return.double().cpu())

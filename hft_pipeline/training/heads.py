@@ -105,7 +105,9 @@ def loss_terms(outputs: Outputs, targets: Outputs, class_weight: torch.Tensor) -
         "weight_sum": torch.stack(weight_sum),
         "return_se_sum": (predicted_return - forward_return).square().sum(dim=0),
         "volatility_se_sum": (predicted_volatility - volatility).square().sum(dim=0),
-        "count": torch.tensor(float(len(direction)), device=logits.device),
+        # A fill on the batch's device: torch.tensor(..., device=...) would copy from the host
+        # at every step of a CUDA run.
+        "count": logits.new_full((), float(len(direction))),
     }
 
 

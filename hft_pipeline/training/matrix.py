@@ -47,6 +47,7 @@ HEADLINE_METRICS = (
     "ic",
     "baseline_naive_accuracy",
     "baseline_logistic_accuracy",
+    "accuracy_margin_over_logistic",
 )
 
 EpochRow = dict[str, float]  # one row of training_history.json

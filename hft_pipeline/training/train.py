@@ -47,7 +47,6 @@ from hft_pipeline.training.loop import (
     LoopConfig,
     deterministic,
     device_name,
-    evaluate_loss,
     fit,
     resolve_device,
 )
@@ -156,16 +155,16 @@ def train_window(
         )
 
     # 4. Validation metrics of the restored model, and the baselines on the same split.
-    metrics = validation_metrics(model, tensors, arrays, split, scaler, weights, settings, loop)
+    metrics = validation_metrics(model, tensors, arrays, split, scaler, loop)
     metrics.update(best_epoch_summary(history))
     baselines = baseline_document(arrays, split, scaled, settings.seed, loop)
-    for name, values in baselines["validation"].items():
-        for key in ("accuracy", "macro_f1", "log_loss", "ic"):
-            metrics[f"{name}_{key}"] = values[key]
+    metrics.update(baseline_comparison(metrics, baselines["validation"]))
     logger.info(
-        "validation: accuracy %.4f (naive %.4f, logistic %.4f), macro-F1 %.4f, IC %.4f",
+        "validation: accuracy %.4f (naive %.4f, logistic %.4f: margin %+.4f), macro-F1 %.4f, "
+        "IC %.4f (ridge %.4f)",
         metrics["accuracy"], metrics["baseline_naive_accuracy"],
-        metrics["baseline_logistic_accuracy"], metrics["macro_f1"], metrics["ic"],
+        metrics["baseline_logistic_accuracy"], metrics["accuracy_margin_over_logistic"],
+        metrics["macro_f1"], metrics["ic"], metrics["baseline_logistic_ic"],
     )  # fmt: skip
 
     # 5. The folder, all files or none.
@@ -198,11 +197,9 @@ def validation_metrics(
     arrays: WindowArrays,
     split: Split,
     scaler: Scaler,
-    weights: np.ndarray,
-    settings: TrainingSettings,
     loop: LoopConfig,
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1, log-loss, IC (return and volatility) and losses on validation."""
+    """Accuracy, macro-F1, log-loss, IC (return and volatility) on validation."""
     device = tensors.windows.device
     bf16 = torch.bfloat16 if device.type == "cuda" else None
     proba, scaled_return, scaled_volatility = predict_sequences(
@@ -214,8 +211,6 @@ def validation_metrics(
         arrays.forward_return[ends],
     )  # fmt: skip
     metrics["volatility_ic"] = information_coefficient(scaled_volatility, arrays.volatility[ends])
-    class_weight = torch.as_tensor(weights, dtype=torch.float32, device=device)
-    metrics.update(evaluate_loss(model, tensors, ends, class_weight, settings, loop))
     metrics["n_val"] = len(split.val_ends)
     metrics["n_train"] = len(split.train_ends)
     metrics["n_purged"] = split.n_purged
@@ -259,8 +254,12 @@ def extra_horizon_metrics(
 
 
 def best_epoch_summary(history: list[dict[str, float]]) -> dict[str, float]:
+    """The restored (best) epoch's validation losses (``loss``, ``cross_entropy``, ...: its
+    history row's ``val_*``, computed with these very weights) and the run's figures."""
     best = min(history, key=lambda row: row["val_loss"])
+    losses = {name[4:]: value for name, value in best.items() if name.startswith("val_")}
     return {
+        **losses,
         "best_epoch": best["epoch"],
         "best_train_loss": best["train_loss"],
         "epochs_run": len(history),
@@ -268,6 +267,23 @@ def best_epoch_summary(history: list[dict[str, float]]) -> dict[str, float]:
             np.mean([row["sequences_per_second"] for row in history])
         ),
     }
+
+
+def baseline_comparison(
+    metrics: dict[str, Any], validation: dict[str, dict[str, float]]
+) -> dict[str, float]:
+    """Each baseline's validation scores as ``<baseline>_<score>`` (the logistic's IC is the
+    ridge's return forecast), and the model's accuracy margin over each baseline, reported
+    whatever its sign."""
+    figures = {
+        f"{name}_{key}": scores[key]
+        for name, scores in validation.items()
+        for key in ("accuracy", "macro_f1", "log_loss", "ic")
+    }
+    for name, scores in validation.items():
+        margin_name = f"accuracy_margin_over_{name.removeprefix('baseline_')}"
+        figures[margin_name] = metrics["accuracy"] - scores["accuracy"]
+    return figures
 
 
 def baseline_document(

@@ -3,9 +3,11 @@ sequential and parallel runs, and the Dagster assets' per-epoch observations."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import dagster as dg
@@ -227,6 +229,14 @@ def observations(result: dg.ExecuteInProcessResult) -> list[dg.AssetObservation]
     ]
 
 
+def chart_points(markdown: str) -> int:
+    """Points of the train-loss line in a markdown SVG image (one per epoch drawn)."""
+    encoded = markdown.split("base64,", 1)[1].split(")", 1)[0]
+    svg = ET.fromstring(base64.b64decode(encoded))
+    [train] = [line for line in svg.iter() if line.get("data-series") == "train_loss"]
+    return len(train.get("points").split())
+
+
 def materialize(settings: PipelineSettings, asset: str, run_config=None, **kwargs):
     defs = build_definitions(settings)
     return dg.materialize(
@@ -251,7 +261,11 @@ def test_roll30_model_observes_every_epoch_and_records_the_history(tmp_path):
     assert {o.partition for o in seen} == {"2024-01-04"}
     assert {"train_loss", "val_loss", "learning_rate"} <= set(seen[0].metadata)
     assert materialization.metadata["epochs_run"].value == 2
-    assert materialization.metadata["loss_curve"].value.count("\n") == 3  # header, rule, 2 rows
+    report = materialization.metadata["loss_curve"].value
+    assert "](data:image/svg+xml;base64," in report
+    assert sum(line.startswith("| ") for line in report.splitlines()) == 3  # header, 2 rows
+    assert [chart_points(o.metadata["loss_curve"].value) for o in seen] == [1, 2]
+    assert "val_accuracy_margin_over_logistic" in materialization.metadata
 
 
 def test_roll30_matrix_run_config_selects_entries_and_tabulates_their_metrics(tmp_path):

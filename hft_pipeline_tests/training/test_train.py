@@ -92,9 +92,14 @@ def test_train_window_planted_relation_beats_naive_baseline(tmp_path, kind):
 
     accuracy = result.metrics["accuracy"]
     naive = result.metrics["baseline_naive_accuracy"]
+    logistic = result.metrics["baseline_logistic_accuracy"]
+    written = json.loads((result.out_dir / "metrics.json").read_text())
 
     assert accuracy > naive + 0.25
     assert result.metrics["ic"] > 0.5
+    # The margin over the logistic baseline is reported, whatever its sign.
+    assert written["accuracy_margin_over_logistic"] == pytest.approx(accuracy - logistic)
+    assert written["accuracy_margin_over_naive"] == pytest.approx(accuracy - naive)
 
 
 def test_train_window_pure_noise_accuracy_within_binomial_interval(tmp_path):
