@@ -147,8 +147,8 @@ def compute_day(
             connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
         connection.execute(timeframe_join_sql())
         day = {"session_date": session.day}
-        features = connection.sql(_features_sql(bar_seconds), params=day).to_arrow_table()
-        labels = connection.sql(_labels_sql(settings), params=day).to_arrow_table()
+        features = _sorted(connection.sql(_features_sql(bar_seconds), params=day))
+        labels = _sorted(connection.sql(_labels_sql(settings), params=day))
     metadata = {META_BAR_SECONDS: str(bar_seconds), META_WARMUP: settings.warmup}
     return (
         features.cast(FEATURES_SCHEMA).replace_schema_metadata(metadata),
@@ -247,6 +247,13 @@ def _create_previous_bars(
     return bars_per_session(tail.open_ns, tail.close_ns, bar_seconds)
 
 
+def _sorted(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    """The relation's rows by symbol, then ts. Arrow sorts them: a DuckDB ORDER BY carries all
+    the wide rows through its sort (15-30% of the feature query on a day of 1-s bars), while
+    Arrow sorts the two key columns and gathers each column once."""
+    return relation.to_arrow_table().sort_by([(SYMBOL, "ascending"), (TS, "ascending")])
+
+
 def _key_columns_sql() -> str:
     return f"{TS}, $session_date::DATE AS {SESSION_DATE}, {SYMBOL}, {BAR_INDEX}"
 
@@ -300,7 +307,6 @@ def _features_sql(bar_seconds: int) -> str:
             WINDOW {BAR_WINDOW_SQL}, {SESSION_WINDOW_SQL}
         )
         WHERE session_part = 1
-        ORDER BY {SYMBOL}, {TS}
     """
 
 
@@ -323,5 +329,4 @@ def _labels_sql(settings: FeatureSettings) -> str:
             WINDOW {BAR_WINDOW_SQL}
         )
         WHERE session_part = 1
-        ORDER BY {SYMBOL}, {TS}
     """
