@@ -112,8 +112,12 @@ INDICATORS: tuple[IndicatorSpec, ...] = (*TECHNICAL_INDICATORS, *FLOW_INDICATORS
 
 def trade_imbalance(bars: int) -> FeatureSpec:
     """Spec of the aggressor volume imbalance over the last ``bars`` bars (1 = this bar)."""
-    buys = _rolling("sum(buy_volume)", bars)
-    sells = _rolling("sum(sell_volume)", bars)
+    # One bar needs no window (DuckDB would still run one per aggregate).
+    imbalance = _imbalance("buy_volume", "sell_volume")
+    if bars > 1:
+        buys, sells = (_rolling(f"sum({side}_volume)", bars) for side in ("buy", "sell"))
+        complete = f"{_rolling('count(*)', bars)} = {bars}"
+        imbalance = f"CASE WHEN {complete} THEN {_imbalance(buys, sells)} END"
     return FeatureSpec(
         name=f"trade_imbalance_{bars}",
         formula=f"(sum buy_volume - sum sell_volume) / (sum buy_volume + sum sell_volume), "
@@ -121,7 +125,7 @@ def trade_imbalance(bars: int) -> FeatureSpec:
         lookback_bars=bars - 1,
         unit="ratio in [-1, 1]",
         description=f"aggressor volume imbalance over the last {bars} bar(s); NULL without trades",
-        sql=f"CASE WHEN {_rolling('count(*)', bars)} = {bars} THEN {_imbalance(buys, sells)} END",
+        sql=imbalance,
         null_policy=NULL_SPARSE,
     )
 
