@@ -11,7 +11,7 @@ one-core figure, and the steadier one on a shared machine. Two rates show whethe
 grows with the archive (it should not for (a)).
 
 Usage: python benchmarks/bench_ingest.py [--work DIR] [--events-per-second 20 [60 ...]]
-       [--day 2024-03-05] [--memory-mb 512]
+       [--day 2024-03-05] [--memory-mb 640]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from hft_pipeline.config import DataSettings
 
 _SIMULATE = """
 import datetime as dt, json, sys
@@ -132,7 +134,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="folder kept between runs")
     parser.add_argument("--events-per-second", type=float, nargs="+", default=[20.0])
     parser.add_argument("--day", type=dt.date.fromisoformat, default=dt.date(2024, 3, 5))
-    parser.add_argument("--memory-mb", type=int, default=512)
+    parser.add_argument("--memory-mb", type=int, default=DataSettings.ingest_memory_mb)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     work.mkdir(parents=True, exist_ok=True)

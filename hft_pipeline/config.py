@@ -54,8 +54,9 @@ class DataSettings:
     # How a root symbol's contract is chosen per day: "previous_day_volume" (the most traded
     # contract on the previous trading day, never the same day's) or "nearest_expiry".
     front_contract_rule: str = "previous_day_volume"
-    # Bound on the ingest's working memory (decoded chunks, sort buffers), whatever the size.
-    ingest_memory_mb: int = 512
+    # Bound on a SLIM build's peak memory (MiB), whatever the archive's size; at least 640: 384
+    # for the interpreter, a decoded chunk and a row group, the rest for an out-of-order sort.
+    ingest_memory_mb: int = 640
     # Zip-bomb caps: total uncompressed bytes of an archive, and uncompressed/compressed ratio
     # of any member (ZIP deflate or the zstd stream inside a .dbn.zst).
     archive_max_uncompressed_gb: float = 200.0

@@ -122,6 +122,7 @@ def run_quality_checks(
     path_text = _sql_text(slim_path.as_posix())
     try:
         with duckdb.connect() as connection:
+            connection.execute("SET enable_progress_bar = false")  # none drawn into the logs
             scan = _scan_rules(connection, path_text, record_rules, sequence_rules, session_open)
             duplicates, duplicate_example = connection.execute(
                 _DUPLICATES_SQL.format(path=path_text)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from hft_pipeline.config import DataSettings
 from hft_pipeline.ingest import slim_schema
 from hft_pipeline.ingest.archive import (
     DEFAULT_MAX_COMPRESSION_RATIO,
@@ -70,10 +71,14 @@ FRONT_CONTRACT_RULES = (
     "nearest_expiry",  # the first contract to expire: needs no history
 )
 TRADING_HOURS = ("eth", "rth")
-# Half of the memory bound goes to the out-of-core sort; the rest holds the interpreter and its
-# libraries (~180 MB), a decoded chunk and a row group being written. Below this, they would
-# not fit.
-MIN_MEMORY_MB = 256
+# What a build holds whatever the source, in MiB: the interpreter and its libraries, a decoded
+# chunk, a row group being written (a standalone build of an in-order source peaks at 370-400 MB
+# RSS from 0.6 to 6 M MBP-10 records). The out-of-core sort of an out-of-order source gets the
+# rest of the bound; it peaked at about 340 MB + its limit, and DuckDB's merge ran out of a
+# 128 MB limit at 3 M shuffled MBP-10 records but not of 256 MB at 6 M.
+RESERVED_MB = 384
+SORT_MIN_MB = 256
+MIN_MEMORY_MB = RESERVED_MB + SORT_MIN_MB
 _META_KEYS = frozenset(
     value for name, value in vars(slim_schema).items() if name.startswith("META_")
 )
@@ -114,7 +119,7 @@ def build_slim_day(
     previous_contract_volumes: Mapping[str, int] | None = None,
     front_contract_rule: str = "previous_day_volume",
     trading_hours: str = "eth",
-    memory_mb: int = 512,
+    memory_mb: int = DataSettings.ingest_memory_mb,
     chunk_records: int = 65_536,
     max_uncompressed_gb: float = DEFAULT_MAX_UNCOMPRESSED_GB,
     max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
@@ -145,10 +150,11 @@ def build_slim_day(
     trading_hours : str, default "eth"
         ``"eth"`` or ``"rth"``: which part of the day ``session`` spans, recorded in the
         metadata (the session itself is already cut to it).
-    memory_mb : int, default 512
-        Working memory in MiB, at least ``MIN_MEMORY_MB``; half is the out-of-core sort's
-        limit (an out-of-order source). Reading an in-order source needs a fixed amount
-        (one decoded chunk, one row group). Neither grows with the archives' size.
+    memory_mb : int, default DataSettings.ingest_memory_mb (640)
+        Bound on the build's peak memory in MiB (a standalone process's RSS; inside a Dagster
+        run, the run's own memory comes on top), at least ``MIN_MEMORY_MB``. An in-order
+        source needs ``RESERVED_MB``; an out-of-order source's sort gets ``memory_mb -
+        RESERVED_MB`` and spills beyond it. Neither grows with the archives' size.
     chunk_records : int, default 65_536
         Records decoded at a time (about 24 MB of MBP-10).
     max_uncompressed_gb, max_compression_ratio : float, default 200 and 200
@@ -242,7 +248,7 @@ def build_slim_day(
         if chosen is None:
             written = write_slim_tables((), metadata, out_path)
         else:
-            written = chosen.finish(metadata, out_path, Path(folder), memory_mb // 2)
+            written = chosen.finish(metadata, out_path, Path(folder), memory_mb - RESERVED_MB)
     return SlimSummary(
         path=out_path,
         rows=written.rows,
@@ -336,7 +342,8 @@ def _check_options(front_contract_rule: str, trading_hours: str, memory_mb: int)
     if memory_mb < MIN_MEMORY_MB:
         raise ValueError(
             f"ingest memory bound {memory_mb} MiB is below the minimum {MIN_MEMORY_MB} MiB "
-            "(one decoded chunk and one row group); raise DataSettings.ingest_memory_mb"
+            f"({RESERVED_MB} MiB for the interpreter, a decoded chunk and a row group, "
+            f"{SORT_MIN_MB} MiB for a sort); raise DataSettings.ingest_memory_mb"
         )
 
 

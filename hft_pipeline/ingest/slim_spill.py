@@ -256,9 +256,12 @@ class SpilledContract:
 
 
 def _sort_connection(folder: Path, memory_mb: int) -> duckdb.DuckDBPyConnection:
-    """One thread, ``memory_mb`` of memory, beyond which the sort spills to ``folder``."""
+    """One thread, ``memory_mb`` of memory, beyond which the sort spills to ``folder``; no
+    progress bar (DuckDB draws one on stdout for long queries, even into a log)."""
     config = {"memory_limit": f"{memory_mb}MB", "temp_directory": str(folder), "threads": 1}
-    return duckdb.connect(config=config)
+    connection = duckdb.connect(config=config)
+    connection.execute("SET enable_progress_bar = false")  # a session setting, not a config
+    return connection
 
 
 def _sorted(connection: duckdb.DuckDBPyConnection, view: str, position: str) -> Iterator[pa.Table]:

@@ -144,7 +144,7 @@ def test_build_slim_day_out_of_order_rerun_is_byte_identical(tmp_path):
     archive = es_archive(tmp_path / "a.zip", make_records(MBP10_DTYPE, shuffled_times(60)))
     out = tmp_path / "slim.parquet"
 
-    build_slim_day([archive], SESSION, "ES", out, memory_mb=256)
+    build_slim_day([archive], SESSION, "ES", out, memory_mb=640)
     first = out.read_bytes()
     build_slim_day([archive], SESSION, "ES", out, memory_mb=1024)
 
@@ -254,7 +254,7 @@ def test_build_slim_day_records_rule_and_trading_hours(tmp_path):
     ("options", "message"),
     [
         ({"trading_hours": "night"}, "trading_hours must be one of"),
-        ({"memory_mb": 64}, "64 MiB is below the minimum 256 MiB"),
+        ({"memory_mb": 512}, "512 MiB is below the minimum 640 MiB"),
         ({"front_contract_rule": "most_open_interest"}, "front_contract_rule must be one of"),
     ],
 )
