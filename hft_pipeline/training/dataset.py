@@ -195,9 +195,11 @@ class Split:
 def chronological_split(
     arrays: WindowArrays, validation_fraction: float, embargo_bars: int
 ) -> Split:
-    """Validation = sequences ending in the last ``validation_fraction`` of the window's span.
+    """Validation = sequences ending in the last ``validation_fraction`` of the window's bars.
 
-    The span runs from the first to the last bar's ts over all symbols together. A training
+    The validation start is the ts that leaves that share of all bars (every symbol together)
+    at or after it: a share of bars, not of clock time, because the clock also runs through
+    nights and weekends (20% of a Monday-to-Tuesday span is most of Tuesday). A training
     sequence ending at row e has its labels computed from bars e..e+H, H its longest horizon;
     it is purged when bar e+H's ts reaches the validation start (a label would overlap
     validation prices), and embargoed when bar e+H+embargo_bars would (a margin for serial
@@ -208,8 +210,9 @@ def chronological_split(
     if embargo_bars < 0:
         raise ValueError(f"embargo_bars must be >= 0, found {embargo_bars}")
     ends = arrays.ends
-    first, last = int(arrays.ts.min()), int(arrays.ts.max())
-    validation_start = last - int(round(validation_fraction * (last - first)))
+    n_rows = len(arrays.ts)
+    first_validation_row = min(n_rows - 1, max(1, round((1.0 - validation_fraction) * n_rows)))
+    validation_start = int(np.partition(arrays.ts, first_validation_row)[first_validation_row])
     is_val = arrays.ts[ends] >= validation_start
     candidates = ends[~is_val]
     horizon = arrays.longest_horizon

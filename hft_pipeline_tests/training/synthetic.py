@@ -69,9 +69,9 @@ def make_window(
             if n_features > 1:
                 values[:warmup_bars, 1] = np.nan
             book = book_features(book_levels, bars, rng)
-            feature_parts.append(
-                keys.assign(**{c: values[:, i] for i, c in enumerate(columns)}, **book)
-            )
+            # One concat, not one insert per column: a window of ~100 features stays one block.
+            plain = pd.DataFrame(values, columns=list(columns))
+            feature_parts.append(pd.concat([keys, plain, pd.DataFrame(book)], axis=1))
             driver = np.roll(values[:, 0], lag) if planted else rng.standard_normal(bars)
             labels = session_labels(driver, horizon, lag, planted, rng)
             for extra in extra_horizons:

@@ -92,13 +92,15 @@ def test_chronological_split_train_label_horizon_ends_before_validation(embargo_
     )
 
 
-def test_chronological_split_validation_is_last_fraction_of_span():
-    arrays, _ = window_arrays(context=6, days=4, bars=50)
+@pytest.mark.parametrize("validation_fraction", [0.2, 0.25, 0.5])
+def test_chronological_split_validation_is_last_fraction_of_bars(validation_fraction):
+    # Two sessions a night apart: a share of clock time would put most of day 2 in validation.
+    arrays, _ = window_arrays(context=6, days=2, bars=100)
 
-    split = chronological_split(arrays, validation_fraction=0.25, embargo_bars=0)
+    split = chronological_split(arrays, validation_fraction, embargo_bars=0)
 
-    first, last = arrays.ts.min(), arrays.ts.max()
-    assert split.validation_start_ts == pytest.approx(last - 0.25 * (last - first), abs=1)
+    in_validation = (arrays.ts >= split.validation_start_ts).mean()
+    assert in_validation == pytest.approx(validation_fraction, abs=0.01)
     assert arrays.ts[split.train_ends].max() < split.validation_start_ts
 
 
