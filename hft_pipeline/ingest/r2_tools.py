@@ -37,7 +37,7 @@ from hft_pipeline.resources import (
     open_raw_store,
 )
 
-__all__ = ["DownloadError", "download", "list_remote", "upload"]
+__all__ = ["TransferError", "download", "list_remote", "upload"]
 
 # Bytes read or written at a time while streaming an object: bounds memory per worker.
 _CHUNK_BYTES = 2**20
@@ -50,8 +50,9 @@ PART_SUFFIX = ".part"
 STATE_SUFFIX = ".json"  # beside the .part file: which object, which parts are in
 
 
-class DownloadError(OSError):
-    """A downloaded object whose bytes do not verify; names the key and what differed."""
+class TransferError(OSError):
+    """A downloaded file or an uploaded object whose bytes do not verify, or an object that
+    changed while it was read; names the key and what differed."""
 
 
 def list_remote(store_url: str, prefix: str = "") -> list[StoredObject]:
@@ -101,7 +102,7 @@ def download(
     ------
     FileNotFoundError
         An exact key that the store does not hold.
-    DownloadError
+    TransferError
         Bytes that still fail verification after a fresh download, or an object that changed
         in the store while it was being downloaded.
     """
@@ -133,12 +134,21 @@ def download(
     return targets
 
 
-def upload(store_url: str, files: Sequence[Path], prefix: str, *, workers: int = 4) -> list[str]:
-    """Copy local files to ``<prefix>/<file name>`` in the store; returns the keys written.
+def upload(
+    store_url: str,
+    files: Sequence[Path],
+    prefix: str,
+    *,
+    workers: int = 4,
+    progress: bool = True,
+) -> list[str]:
+    """Copy local files to ``<prefix>/<file name>`` in the store, then verify each copy as a
+    download is verified (size, MD5 or multipart ETag); returns the keys written.
 
     Every key is checked before anything is sent: none may fall under ``raw/`` (counting the
     store URL's own prefix), which the pipeline never writes. S3 uploads go in 8 MiB parts,
-    ``workers`` at a time; boto3's checksum mode is ``when_required`` as :mod:`resources` sets.
+    ``workers`` at a time, with a tqdm bar of bytes on stderr unless ``progress`` is False;
+    boto3's checksum mode is ``when_required`` as :mod:`resources` sets.
 
     Raises
     ------
@@ -146,27 +156,51 @@ def upload(store_url: str, files: Sequence[Path], prefix: str, *, workers: int =
         A key under ``raw/``; nothing is uploaded.
     FileNotFoundError
         A file that does not exist; nothing is uploaded.
+    TransferError
+        A stored copy that does not verify (upload it again).
     """
     base = prefix.strip("/") + "/" if prefix.strip("/") else ""
     keys = [base + Path(file).name for file in files]
     missing = [str(file) for file in files if not Path(file).is_file()]
     if missing:
         raise FileNotFoundError(f"cannot upload missing files {missing}; nothing was uploaded")
-    with open_raw_store(store_url) as store:
+    with (
+        open_raw_store(store_url) as store,
+        tqdm(
+            total=sum(Path(file).stat().st_size for file in files),
+            unit="B",
+            unit_scale=True,
+            desc=f"upload {len(files)} files",
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar,
+    ):
         for key in keys:
             _refuse_raw(store, key)
-        if isinstance(store, S3ObjectStore):
-            config = TransferConfig(
-                multipart_threshold=_MULTIPART_BYTES,
-                multipart_chunksize=_MULTIPART_BYTES,
-                max_concurrency=workers,
-            )
-            for file, key in zip(files, keys, strict=True):
-                store.client.upload_file(str(file), store.bucket, store.prefix + key, Config=config)
-        else:
-            for file, key in zip(files, keys, strict=True):
+        config = TransferConfig(
+            multipart_threshold=_MULTIPART_BYTES,
+            multipart_chunksize=_MULTIPART_BYTES,
+            max_concurrency=workers,
+        )
+        for file, key in zip(files, keys, strict=True):
+            if isinstance(store, S3ObjectStore):
+                store.client.upload_file(
+                    str(file), store.bucket, store.prefix + key, Config=config, Callback=bar.update
+                )
+            else:
                 store.upload(Path(file), key)
+                bar.update(Path(file).stat().st_size)
+            _verify_upload(store, Path(file), key)
     return keys
+
+
+def _verify_upload(store: ObjectStore, file: Path, key: str) -> None:
+    [stored] = [stored for stored in store.list_objects(key) if stored.key == key]
+    problem = download_problem(store, stored, file, ArchiveCaps())
+    if problem is not None:
+        raise TransferError(
+            f"{key} in {store.describe()} is not a true copy of {file}: {problem}; upload it again"
+        )
 
 
 def _refuse_raw(store: ObjectStore, key: str) -> None:
@@ -321,7 +355,7 @@ class _PartDownloads:
             self.advance(-file.done_bytes())
             self._submit(file, file.restart())
         else:
-            raise DownloadError(f"{file.stored.key} from {self.store.describe()}: {problem}")
+            raise TransferError(f"{file.stored.key} from {self.store.describe()}: {problem}")
 
 
 def _fetch_part(store: ObjectStore, file: _PartFile, index: int, advance) -> None:
@@ -335,7 +369,7 @@ def _fetch_part(store: ObjectStore, file: _PartFile, index: int, advance) -> Non
             written += len(chunk)
             advance(len(chunk))
     if written != end - start:
-        raise DownloadError(
+        raise TransferError(
             f"{file.stored.key}: bytes {start}-{end - 1} came back as {written} bytes from "
             f"{store.describe()}; run the download again to resume"
         )
@@ -348,7 +382,7 @@ def _read_range(store: ObjectStore, stored: StoredObject, start: int, end: int) 
             Bucket=store.bucket, Key=store.prefix + stored.key, Range=f"bytes={start}-{end - 1}"
         )
         if response["ETag"].strip('"') != stored.etag:
-            raise DownloadError(
+            raise TransferError(
                 f"{stored.key} changed in {store.describe()} while downloading; run it again"
             )
         yield from response["Body"].iter_chunks(_CHUNK_BYTES)

@@ -234,3 +234,20 @@ def test_upload_local_store_refuses_raw_and_writes_slim(tmp_path: Path) -> None:
     assert keys == ["slim/x.parquet"]
     assert (root / "slim" / "x.parquet").read_bytes() == b"slim"
     assert not (root / "raw").exists()
+
+
+def test_upload_verifies_the_stored_copy_and_shows_progress(
+    s3_bucket, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _, name = s3_bucket
+    large = tmp_path / "b.parquet"
+    large.write_bytes(bytes(range(256)) * (9 * 2**12))  # two parts
+    [key] = r2_tools.upload(f"s3://{name}", [large], "slim/2024/", progress=True)
+    other = tmp_path / "other" / "b.parquet"
+    other.parent.mkdir()
+    other.write_bytes(large.read_bytes()[::-1])  # same size, other bytes
+
+    with pytest.raises(r2_tools.TransferError, match="slim/2024/b.parquet .* multipart MD5"):
+        r2_tools._verify_upload(open_s3(name), other, key)
+
+    assert "upload 1 files" in capsys.readouterr().err
