@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from hft_pipeline.config import PipelineSettings
 from hft_pipeline.definitions import build_definitions
@@ -29,6 +30,7 @@ from hft_pipeline.training.matrix import (
     window_inputs,
 )
 from hft_pipeline.training.matrix_pool import plan_lanes, run_matrix
+from hft_pipeline_tests.conftest import REPO_ROOT
 from hft_pipeline_tests.training.synthetic import make_window
 
 DAYS = (dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4))  # 3 trading days
@@ -285,6 +287,16 @@ def test_roll30_matrix_run_config_selects_entries_and_tabulates_their_metrics(tm
     assert all(0 <= record.data["accuracy"] <= 1 for record in table.records)
     assert [o.metadata["entry"].value for o in observations(result)] == names
     assert "lstm_multitask_ES_h24/val_loss" in observations(result)[1].metadata
+
+
+def test_training_assets_share_the_gpu_pool_which_the_instance_limits_to_one(tmp_path):
+    defs = build_definitions(tiny_settings(tmp_path))
+    instance = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+
+    pools = {name: defs.get_assets_def(name).op.pool for name in ("roll30_model", "roll30_matrix")}
+
+    assert pools == {"roll30_model": "gpu", "roll30_matrix": "gpu"}
+    assert instance["concurrency"]["pools"]["default_limit"] == 1
 
 
 def test_roll30_matrix_absent_horizon_fails_naming_it(tmp_path):

@@ -8,8 +8,15 @@ import math
 import pytest
 import torch
 
+from hft_pipeline.training.dataset import (
+    build_window_arrays,
+    chronological_split,
+    fit_scaler,
+    horizon_class_weights,
+    to_tensors,
+)
 from hft_pipeline.training.lob_transformer import LobTransformer
-from hft_pipeline.training.loop import learning_rate_at
+from hft_pipeline.training.loop import LoopConfig, evaluate_loss, learning_rate_at
 from hft_pipeline.training.model import MODEL_KINDS, load_model
 from hft_pipeline.training.train import train_window
 from hft_pipeline_tests.training.synthetic import make_window, tiny_settings
@@ -109,6 +116,34 @@ def test_train_window_pure_noise_accuracy_within_binomial_interval(tmp_path):
     sigma = math.sqrt(majority * (1 - majority) / result.n_val)
 
     assert majority - 4 * sigma <= result.metrics["accuracy"] <= majority + 3 * sigma
+
+
+def test_train_window_validation_loss_stalling_stops_early_with_best_epoch_weights(tmp_path):
+    # Pure noise: the validation loss stops falling after a few epochs.
+    data = make_window(bars=300, planted=False)
+    settings = tiny_settings(epochs=12, learning_rate=3e-2, hidden_size=32)
+    loop = LoopConfig(patience=2)
+
+    result = train_window(
+        data.features, data.labels, data.feature_columns, settings, data.horizon,
+        tmp_path / "window", loop=loop,
+    )  # fmt: skip
+    arrays = build_window_arrays(
+        data.features, data.labels, data.feature_columns, data.horizon, settings.context
+    )
+    split = chronological_split(arrays, settings.validation_fraction, settings.embargo_bars)
+    scaler = fit_scaler(arrays, split)
+    tensors = to_tensors(arrays, scaler.transform(arrays.features), scaler, "cpu")
+    class_weight = torch.as_tensor(horizon_class_weights(arrays, split), dtype=torch.float32)
+    saved = evaluate_loss(
+        load_model(result.out_dir), tensors, split.val_ends, class_weight, settings, loop
+    )
+
+    val_losses = [row["val_loss"] for row in result.history]
+    best_epoch = 1 + val_losses.index(min(val_losses))
+    assert len(result.history) == best_epoch + loop.patience < settings.epochs
+    assert result.metrics["best_epoch"] == best_epoch
+    assert saved["loss"] == pytest.approx(min(val_losses), rel=1e-6)
 
 
 def test_train_window_max_train_sequences_caps_each_epoch(tmp_path):
