@@ -189,7 +189,7 @@ class StreamedContract:
         with _sort_connection(sort_folder, sort_memory_mb) as connection:
             streamed = connection.read_parquet(str(self._path), file_row_number=True)
             streamed.create_view("streamed")
-            tables = _sorted(connection, "streamed", "file_row_number")
+            tables = _sorted(connection, "streamed", "file_row_number", self.rows, sort_memory_mb)
             return write_slim_tables(tables, metadata, out_path)
 
 
@@ -236,7 +236,8 @@ class SpilledContract:
             connection.register(
                 "spill", pa.RecordBatchReader.from_batches(with_position, self._numbered())
             )
-            return write_slim_tables(_sorted(connection, "spill", _POSITION), metadata, out_path)
+            tables = _sorted(connection, "spill", _POSITION, self.rows, sort_memory_mb)
+            return write_slim_tables(tables, metadata, out_path)
 
     def _tables(self) -> Iterator[pa.Table]:
         """The spill as SLIM tables in source order, a row group's worth at a time."""
@@ -264,12 +265,29 @@ def _sort_connection(folder: Path, memory_mb: int) -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def _sorted(connection: duckdb.DuckDBPyConnection, view: str, position: str) -> Iterator[pa.Table]:
-    """Rows of ``view`` (SLIM columns plus ``position``) in SLIM order, without ``position``."""
-    ordered = connection.sql(
-        f"SELECT * EXCLUDE ({position}) FROM {view} ORDER BY ts_recv, sequence, {position}"
-    ).to_arrow_reader(_SORTED_BATCH_ROWS)
-    for batch in ordered:
-        # DuckDB's columns are all nullable: give them the SLIM schema's fields.
-        slim_batch = pa.RecordBatch.from_arrays(batch.columns, schema=SLIM_SCHEMA)
-        yield pa.Table.from_batches([slim_batch])
+def _sorted(
+    connection: duckdb.DuckDBPyConnection, view: str, position: str, rows: int, memory_mb: int
+) -> Iterator[pa.Table]:
+    """Rows of ``view`` (SLIM columns plus ``position``) in SLIM order, without ``position``.
+
+    Raises
+    ------
+    MemoryError
+        The sort needs more than its ``memory_mb`` (its merge grows with the rows sorted).
+    """
+    try:
+        ordered = connection.sql(
+            f"SELECT * EXCLUDE ({position}) FROM {view} ORDER BY ts_recv, sequence, {position}"
+        ).to_arrow_reader(_SORTED_BATCH_ROWS)
+        for batch in ordered:
+            # DuckDB's columns are all nullable: give them the SLIM schema's fields.
+            slim_batch = pa.RecordBatch.from_arrays(batch.columns, schema=SLIM_SCHEMA)
+            yield pa.Table.from_batches([slim_batch])
+    except (duckdb.OutOfMemoryException, OSError) as error:
+        if "Out of Memory" not in str(error):
+            raise
+        duckdb_says = str(error).splitlines()[0]  # not its advice, which is about DuckDB's SETs
+        raise MemoryError(
+            f"sorting {rows:,} out-of-order rows needs more than the sort's {memory_mb} MiB "
+            f"({duckdb_says}); raise ingest_memory_mb (HFT_INGEST_MEMORY_MB) by a few hundred MiB"
+        ) from error

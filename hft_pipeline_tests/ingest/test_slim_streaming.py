@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from hft_pipeline.ingest import slim_spill
 from hft_pipeline.ingest.dbn_layout import MBP10_DTYPE, TRADE_DTYPE
 from hft_pipeline.ingest.slim import build_slim_day, read_slim_metadata
+from hft_pipeline.ingest.slim_rows import records_to_slim_table
 from hft_pipeline.ingest.slim_schema import (
     META_FRONT_CONTRACT_BASIS,
     META_FRONT_CONTRACT_RULE,
@@ -315,3 +317,17 @@ def test_build_slim_day_killed_mid_write_leaves_the_earlier_file_and_no_slim_nam
     assert child.returncode == -signal.SIGKILL
     assert out.read_bytes() == earlier
     assert [path.name for path in out_dir.glob("*.parquet")] == [out.name]
+
+
+def test_sorted_out_of_its_memory_raises_memory_error_naming_the_setting(tmp_path):
+    records = make_records(MBP10_DTYPE, shuffled_times(50_000))
+    table = records_to_slim_table(records, "ESH1", "ES")
+    table = table.append_column("position", pa.array(np.arange(table.num_rows)))
+
+    with (
+        slim_spill._sort_connection(tmp_path, 4) as connection,
+        pytest.raises(MemoryError, match=r"50,000 out-of-order rows .* 4 MiB.*ingest_memory_mb"),
+    ):
+        connection.register("rows", table)
+        for _ in slim_spill._sorted(connection, "rows", "position", table.num_rows, 4):
+            pass
