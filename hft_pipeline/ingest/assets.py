@@ -154,7 +154,9 @@ def build_ingest_assets(
             max_gap_seconds=settings.data.max_gap_seconds,
         )
         write_check_record(out_path, checks)
-        if settings.data.upload_slim:
+        # Only a file that passed every check is shared: the bucket has no blocking checks.
+        uploaded = settings.data.upload_slim and all(check.passed for check in checks)
+        if uploaded:
             store.upload(out_path, f"slim/{day:%Y}/{out_path.name}")
         return dg.MaterializeResult(
             metadata={
@@ -174,6 +176,7 @@ def build_ingest_assets(
                 **source_metadata(summary),
                 "degraded": dg.MetadataValue.bool(summary.degraded),
                 "partial": dg.MetadataValue.bool(summary.partial),
+                "uploaded": dg.MetadataValue.bool(uploaded),
                 "source_archives": dg.MetadataValue.json([a.object.key for a in archives]),
                 "missing_utc_days": dg.MetadataValue.json([d.isoformat() for d in missing_days]),
             },

@@ -154,20 +154,25 @@ def bucket_files(bucket: Path) -> dict[str, bytes]:
     }
 
 
-def test_slim_parquet_uploads_to_slim_prefix_only_when_asked(tmp_path):
-    default, uploading = (
-        SlimRunner(tmp_path / "default"),
-        SlimRunner(tmp_path / "up", upload_slim=True),
-    )
+def test_slim_parquet_uploads_to_slim_prefix_only_when_asked_and_checked(tmp_path):
+    default = SlimRunner(tmp_path / "default")
+    uploading = SlimRunner(tmp_path / "up", upload_slim=True)
+    failing = SlimRunner(tmp_path / "failing", upload_slim=True, max_gap_seconds=30)
     raw_before = bucket_files(uploading.bucket)
 
     default.materialize(FIRST)
-    path = materialized_path(uploading.materialize(FIRST))
+    result = uploading.materialize(FIRST)
+    gaps_too_long = failing.materialize(FIRST)  # records a minute apart: gaps over 30 s
 
+    path = materialized_path(result)
     assert not (default.bucket / "slim").exists()
     uploaded = bucket_files(uploading.bucket)
     assert uploaded.pop(f"slim/2024/{path.name}") == path.read_bytes()
     assert uploaded == raw_before  # raw/ untouched, nothing else written
+    assert result.asset_materializations_for_node("slim_parquet")[0].metadata["uploaded"].value
+    checks = {check.check_name: check for check in gaps_too_long.get_asset_check_evaluations()}
+    assert not checks["no_gaps_over_threshold"].passed
+    assert not (failing.bucket / "slim").exists()
 
 
 def test_slim_parquet_front_contract_from_the_previous_days_file_recorded_per_day(tmp_path):
