@@ -5,6 +5,8 @@ A trading day's *session* is the calendar's [open, close) span in UTC; for CME i
 17:00 CT the evening before, so one session touches two UTC calendar days (Databento files).
 With regular-trading-hours filtering (``trading_hours = "rth"``) the session is the part of that
 span between the configured local open and close times (CME equity futures: 08:30-15:00 CT).
+A session also carries the calendar's breaks inside it: CME equity futures halted daily for
+maintenance at 15:15-15:30 CT until 2021-06-25; later days, and regular hours, have none.
 """
 
 from __future__ import annotations
@@ -25,13 +27,31 @@ _NS_PER_DAY = 86_400 * 10**9
 _SCHEDULE_PADDING_DAYS = 400
 
 
+Break = tuple[int, int]  # [start_ns, end_ns) in UTC nanoseconds
+
+
 @dataclass(frozen=True)
 class Session:
-    """One trading day's session: [open_ns, close_ns) in UTC nanoseconds."""
+    """One trading day's session: [open_ns, close_ns) in UTC nanoseconds, and its breaks.
+
+    ``breaks`` are the calendar's scheduled halts inside the session, in order, each non-empty;
+    empty when there is none. Only data checks read them (no data is expected in a break):
+    feature bars stay a regular grid over [open_ns, close_ns), a break included.
+    """
 
     day: dt.date
     open_ns: int
     close_ns: int
+    breaks: tuple[Break, ...] = ()
+
+    def __post_init__(self) -> None:
+        edges = [self.open_ns, *(ns for interval in self.breaks for ns in interval), self.close_ns]
+        empty = any(start >= end for start, end in self.breaks)
+        if empty or edges != sorted(edges):
+            raise ValueError(
+                f"session of {self.day}: breaks {self.breaks} must be non-empty, ordered and "
+                f"inside [{self.open_ns}, {self.close_ns}]"
+            )
 
     @property
     def utc_days(self) -> list[dt.date]:
@@ -99,7 +119,7 @@ class TradingCalendar:
         schedule = _schedule(self.name, start.year, end.year)
         schedule = schedule.loc[pd.Timestamp(start) : pd.Timestamp(end)]
         sessions = [
-            Session(index.date(), int(row.market_open.value), int(row.market_close.value))
+            _scheduled_session(index.date(), row)
             for index, row in zip(schedule.index, schedule.itertuples(), strict=True)
         ]
         if self.hours.kind == "eth":
@@ -107,15 +127,16 @@ class TradingCalendar:
         return [self._regular_hours(session) for session in sessions]
 
     def _regular_hours(self, session: Session) -> Session:
-        """The session cut to [rth_open, rth_close) local time; an early close still ends it."""
+        """The session cut to [rth_open, rth_close) local time; an early close still ends it,
+        and a break outside those hours disappears."""
         zone = self._exchange.tz
 
         def local_ns(time: dt.time) -> int:
             return int(pd.Timestamp.combine(session.day, time).tz_localize(zone).value)
 
         open_ns = max(session.open_ns, local_ns(self.hours.rth_open))
-        close_ns = min(session.close_ns, local_ns(self.hours.rth_close))
-        return Session(session.day, open_ns, max(open_ns, close_ns))
+        close_ns = max(open_ns, min(session.close_ns, local_ns(self.hours.rth_close)))
+        return Session(session.day, open_ns, close_ns, _clip(session.breaks, open_ns, close_ns))
 
     def trading_days(self, start: dt.date, end: dt.date) -> list[dt.date]:
         return [session.day for session in self.sessions(start, end)]
@@ -157,6 +178,22 @@ def _exchange_calendar(name: str):
             f"unknown calendar {name!r}: use a pandas-market-calendars name "
             f"(e.g. CME_Equity, CME_Bond, CMEGlobex_FX) or {ALWAYS_OPEN!r}"
         ) from error
+
+
+def _scheduled_session(day: dt.date, row) -> Session:
+    """A schedule row's session; its break columns (absent, NaT or zero-length when the
+    calendar has no break that day, and past an early close) give at most one break."""
+    open_ns, close_ns = int(row.market_open.value), int(row.market_close.value)
+    start, end = getattr(row, "break_start", pd.NaT), getattr(row, "break_end", pd.NaT)
+    if pd.isna(start) or pd.isna(end):
+        return Session(day, open_ns, close_ns)
+    return Session(day, open_ns, close_ns, _clip(((start.value, end.value),), open_ns, close_ns))
+
+
+def _clip(breaks: tuple[Break, ...], open_ns: int, close_ns: int) -> tuple[Break, ...]:
+    """The parts of ``breaks`` inside [open_ns, close_ns), empty ones dropped."""
+    clipped = ((max(int(start), open_ns), min(int(end), close_ns)) for start, end in breaks)
+    return tuple((start, end) for start, end in clipped if start < end)
 
 
 @functools.cache

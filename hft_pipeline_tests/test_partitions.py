@@ -7,6 +7,7 @@ import pytest
 from hft_pipeline.config import DataSettings
 from hft_pipeline.partitions import (
     PipelinePartitions,
+    Session,
     TradingCalendar,
     TradingHours,
     previous_day_mapping,
@@ -128,3 +129,36 @@ def test_trading_hours_from_settings_and_bad_values():
         TradingHours.parse("rth", "8h30", "15:00")
     with pytest.raises(ValueError, match="exchange calendar"):
         TradingCalendar("24/7", TradingHours("rth"))
+
+
+def _utc_ns(text: str) -> int:
+    return pd.Timestamp(text, tz="UTC").value
+
+
+def test_cme_2020_session_carries_the_maintenance_break_dst_correct():
+    calendar = TradingCalendar("CME_Equity")
+
+    winter = calendar.session(dt.date(2020, 3, 4)).breaks  # CST, UTC-6
+    summer = calendar.session(dt.date(2020, 7, 8)).breaks  # CDT, UTC-5
+
+    assert winter == ((_utc_ns("2020-03-04 21:15"), _utc_ns("2020-03-04 21:30")),)
+    assert summer == ((_utc_ns("2020-07-08 20:15"), _utc_ns("2020-07-08 20:30")),)
+
+
+def test_cme_sessions_without_a_break_have_none():
+    electronic, regular = (
+        TradingCalendar("CME_Equity"),
+        TradingCalendar("CME_Equity", TradingHours("rth")),
+    )
+
+    assert electronic.session(dt.date(2024, 3, 5)).breaks == ()  # halt ended June 2021
+    assert electronic.session(dt.date(2020, 11, 27)).breaks == ()  # closes 12:15 CT
+    assert regular.session(dt.date(2020, 3, 4)).breaks == ()  # 15:15 is after the 15:00 close
+    assert TradingCalendar("24/7").session(dt.date(2020, 3, 4)).breaks == ()
+
+
+def test_session_break_outside_the_session_is_refused():
+    with pytest.raises(ValueError, match="must be non-empty, ordered and inside"):
+        Session(dt.date(2020, 3, 4), 10, 20, breaks=((15, 25),))
+    with pytest.raises(ValueError, match="must be non-empty"):
+        Session(dt.date(2020, 3, 4), 10, 20, breaks=((15, 15),))

@@ -3,10 +3,12 @@
 Row rules are evaluated in one pass over the file (plus one pass for duplicates); each
 verdict keeps its violation count, the row count, what the rule means and the first offending
 ``ts_recv`` so that a user can find the problem. Missing prices are null and never violate a
-rule. Verdicts are stored beside the SLIM file (``*.checks.json``) so that a later run of
-`features` can refuse a day whose latest SLIM checks failed, whichever run produced them. The
-record names the SHA-256 of the file it judged: an ingest stopped between writing a new SLIM
-file and its checks leaves a record of the earlier file, which then no longer counts.
+rule. Quiet time inside the session's scheduled breaks (from the file's metadata) is not a
+gap: no data arrives during CME's former daily maintenance halt. Verdicts are stored beside
+the SLIM file (``*.checks.json``) so that a later run of `features` can refuse a day whose
+latest SLIM checks failed, whichever run produced them. The record names the SHA-256 of the
+file it judged: an ingest stopped between writing a new SLIM file and its checks leaves a
+record of the earlier file, which then no longer counts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -25,12 +28,16 @@ import pyarrow.parquet as pq
 from hft_pipeline.config import DataSettings
 from hft_pipeline.ingest.slim_schema import (
     BOOK_LEVELS,
+    META_SESSION_BREAKS_NS,
     META_SESSION_CLOSE_NS,
     META_SESSION_OPEN_NS,
     META_SOURCE_TS_RECV_REGRESSIONS,
     META_TRADE_TICK_SIZE,
 )
 from hft_pipeline.layout import atomic_file
+
+if TYPE_CHECKING:
+    from hft_pipeline.partitions import Break  # no Dagster import at run time: a pure module
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,9 @@ def run_quality_checks(
         inspected) but fails `session_complete`.
     max_gap_seconds : float, default DataSettings.max_gap_seconds (300)
         Longest quiet time allowed between consecutive records, and between the session's
-        open or close (from the file's metadata, when recorded) and the nearest record.
+        open or close (from the file's metadata, when recorded) and the nearest record. The
+        part of a quiet time inside one of the session's breaks (``hft.session_breaks_ns``,
+        when recorded) does not count: a gap spanning a break is measured without it.
 
     Returns
     -------
@@ -115,6 +124,7 @@ def run_quality_checks(
     metadata = _file_metadata(slim_path)
     session_open = _metadata_int(slim_path, metadata, META_SESSION_OPEN_NS)
     session_close = _metadata_int(slim_path, metadata, META_SESSION_CLOSE_NS)
+    breaks = _metadata_breaks(slim_path, metadata)
     trade_tick_size = _metadata_float(slim_path, metadata, META_TRADE_TICK_SIZE) or tick_size
     max_gap_ns = round(max_gap_seconds * 1e9)
     record_rules = _record_rules(tick_size, trade_tick_size)
@@ -123,7 +133,9 @@ def run_quality_checks(
     try:
         with duckdb.connect() as connection:
             connection.execute("SET enable_progress_bar = false")  # none drawn into the logs
-            scan = _scan_rules(connection, path_text, record_rules, sequence_rules, session_open)
+            scan = _scan_rules(
+                connection, path_text, record_rules, sequence_rules, session_open, breaks
+            )
             duplicates, duplicate_example = connection.execute(
                 _DUPLICATES_SQL.format(path=path_text)
             ).fetchone()
@@ -136,7 +148,7 @@ def run_quality_checks(
         for name, (_, description) in {**record_rules, **sequence_rules}.items()
     }
     checks["no_gaps_over_threshold"] = _with_session_edges(
-        checks["no_gaps_over_threshold"], scan, session_open, session_close, max_gap_ns
+        checks["no_gaps_over_threshold"], scan, (session_open, session_close), breaks, max_gap_ns
     )
     checks["session_complete"] = QualityCheck(
         "session_complete",
@@ -244,17 +256,18 @@ def _off_grid(column: str, tick_size: float) -> str:
 
 
 def _sequence_rules(max_gap_ns: int) -> dict[str, tuple[str, str]]:
-    """The same for rules that also read ``previous_ts_recv``: the ts_recv of the row before in
-    file order (the session open for the first row, when recorded)."""
+    """The same for rules that also read ``previous_ts_recv``, the ts_recv of the row before in
+    file order (the session open for the first row, when recorded), and ``quiet_ns``, the time
+    since then outside the session's breaks."""
     return {
         "ts_recv_ordered": (
             "ts_recv < previous_ts_recv AND file_row_number > 0",
             "rows are in arrival (ts_recv) order",
         ),
         "no_gaps_over_threshold": (
-            f"ts_recv - previous_ts_recv > {max_gap_ns}",
+            f"quiet_ns > {max_gap_ns}",
             f"no quiet time over {max_gap_ns / 1e9:g} s between records or from the session's "
-            "open and to its close",
+            "open and to its close, not counting the session's scheduled breaks",
         ),
     }
 
@@ -265,6 +278,7 @@ def _scan_rules(
     record_rules: dict[str, tuple[str, str]],
     sequence_rules: dict[str, tuple[str, str]],
     session_open: int | None,
+    breaks: tuple[Break, ...],
 ) -> dict[str, int | None]:
     """One pass: rows, each rule's violations and first offence, the largest gap and last row.
 
@@ -291,12 +305,14 @@ def _scan_rules(
             SELECT *, coalesce(lag(ts_recv) OVER (ORDER BY file_row_number), {first_previous})
                 AS previous_ts_recv
             FROM flagged
+        ), measured AS (
+            SELECT *, {_quiet_sql(breaks)} AS quiet_ns FROM ordered
         ), judged AS (
-            SELECT *, {flags(sequence_rules)} FROM ordered
+            SELECT *, {flags(sequence_rules)} FROM measured
         )
         SELECT count(*) AS rows,
-               max(ts_recv - previous_ts_recv) AS largest_gap_ns,
-               arg_max(ts_recv, ts_recv - previous_ts_recv) AS largest_gap_end,
+               max(quiet_ns) AS largest_gap_ns,
+               arg_max(ts_recv, quiet_ns) AS largest_gap_end,
                arg_max(ts_recv, file_row_number) AS last_ts_recv,
                {aggregates}
         FROM judged
@@ -304,6 +320,21 @@ def _scan_rules(
     cursor = connection.execute(sql)
     names = [column[0] for column in cursor.description]
     return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def _quiet_sql(breaks: tuple[Break, ...]) -> str:
+    """SQL: ``ts_recv - previous_ts_recv`` less its overlap with each break (as `_quiet_ns`)."""
+    overlaps = "".join(
+        f" - greatest(0, least(ts_recv, {end}) - greatest(previous_ts_recv, {start}))"
+        for start, end in breaks
+    )
+    return f"ts_recv - previous_ts_recv{overlaps}"
+
+
+def _quiet_ns(start: int, end: int, breaks: tuple[Break, ...]) -> int:
+    """Nanoseconds of [start, end) outside ``breaks``."""
+    inside = sum(max(0, min(end, stop) - max(start, begin)) for begin, stop in breaks)
+    return end - start - inside
 
 
 # Rows identical in every column agree on these: rows sharing them with another row are the
@@ -342,18 +373,19 @@ def _first_offence(example: int | None) -> str:
 def _with_session_edges(
     gaps: QualityCheck,
     scan: dict[str, int | None],
-    session_open: int | None,
-    session_close: int | None,
+    session: tuple[int | None, int | None],
+    breaks: tuple[Break, ...],
     max_gap_ns: int,
 ) -> QualityCheck:
     """Add the quiet time from the last record (or the open, when empty) to the session close,
-    and say where the largest gap ends; a gap's offence is the record (or close) ending it,
-    the closing gap's is the last record."""
+    and say where the largest gap ends and which breaks were not counted; a gap's offence is
+    the record (or close) ending it, the closing gap's is the last record."""
+    session_open, session_close = session
     violations, example = gaps.violations, gaps.example_ts_recv
     largest, largest_end = scan["largest_gap_ns"], scan["largest_gap_end"]
     last = scan["last_ts_recv"] if scan["rows"] else session_open
     if session_close is not None and last is not None:
-        closing_gap = session_close - last
+        closing_gap = _quiet_ns(last, session_close, breaks)
         if closing_gap > max_gap_ns:
             violations += 1
             example = last if example is None else example
@@ -365,6 +397,9 @@ def _with_session_edges(
     detail = f"largest gap {largest / 1e9:.3f} s, ending at {end} at {_utc_text(largest_end)}"
     if example is not None:
         detail += f"; {_first_offence(example)}"
+    if breaks:
+        spans = ", ".join(f"{_utc_text(start)} to {_utc_text(end)}" for start, end in breaks)
+        detail += f"; not counted: the session's break(s) {spans}"
     return dataclasses.replace(
         gaps, passed=violations == 0, violations=violations, example_ts_recv=example, detail=detail
     )
@@ -401,6 +436,26 @@ def _metadata_int(slim_path: Path, metadata: dict[str, str], key: str) -> int | 
         raise ValueError(
             f"{slim_path.name}: metadata {key} is {metadata[key]!r}, expected an integer"
         ) from error
+
+
+def _metadata_breaks(slim_path: Path, metadata: dict[str, str]) -> tuple[Break, ...]:
+    """The session's breaks (JSON ``[[start_ns, end_ns], ...]``), none when absent."""
+    if META_SESSION_BREAKS_NS not in metadata:
+        return ()
+    text = metadata[META_SESSION_BREAKS_NS]
+    try:
+        breaks = tuple((int(start), int(end)) for start, end in json.loads(text))
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{slim_path.name}: metadata {META_SESSION_BREAKS_NS} is {text!r}, expected "
+            "[[start_ns, end_ns], ...]"
+        ) from error
+    if any(start >= end for start, end in breaks):
+        raise ValueError(
+            f"{slim_path.name}: metadata {META_SESSION_BREAKS_NS} is {text!r}: each break must "
+            "start before it ends"
+        )
+    return breaks
 
 
 def _metadata_float(slim_path: Path, metadata: dict[str, str], key: str) -> float | None:

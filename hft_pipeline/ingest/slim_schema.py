@@ -3,7 +3,13 @@ trading day, rows in the order we received them (``ts_recv``, ties by ``sequence
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from hft_pipeline.partitions import Session
 
 SLIM_SCHEMA_VERSION = "1"
 BOOK_LEVELS = 10
@@ -51,6 +57,9 @@ META_CONTRACT = "hft.contract"  # chosen front contract, e.g. ESH4
 META_CONTRACT_VOLUMES = "hft.contract_volumes"  # JSON {raw_symbol: traded volume in session}
 META_SESSION_OPEN_NS = "hft.session_open_ns"
 META_SESSION_CLOSE_NS = "hft.session_close_ns"
+# JSON [[start_ns, end_ns], ...]: the calendar's breaks inside the session (no data expected);
+# absent in files written before breaks were recorded, which then count as having none.
+META_SESSION_BREAKS_NS = "hft.session_breaks_ns"
 META_DEGRADED = "hft.degraded"  # "true"/"false"
 META_PARTIAL = "hft.partial"  # "true" when an archive overlapping the session was missing
 META_BAR_INTERVAL_NS = "hft.bar_interval_ns"  # bar sources only
@@ -75,3 +84,12 @@ TICK_SIZE_SOURCES = (TICK_FROM_DEFINITION, TICK_FROM_ROOT_SPEC)
 # Grid of trade prices when it is finer than the book's (LOBSTER: hidden orders execute at
 # midpoints, half a tick); absent: trades are on the tick grid. Float as text.
 META_TRADE_TICK_SIZE = "hft.trade_tick_size"
+
+
+def session_metadata(session: Session) -> dict[str, str]:
+    """The metadata that records a file's session: its open, close and breaks."""
+    return {
+        META_SESSION_OPEN_NS: str(session.open_ns),
+        META_SESSION_CLOSE_NS: str(session.close_ns),
+        META_SESSION_BREAKS_NS: json.dumps([list(interval) for interval in session.breaks]),
+    }
