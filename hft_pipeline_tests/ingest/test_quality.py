@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from hft_pipeline.features.assets import checked_slim_files
@@ -25,37 +23,15 @@ from hft_pipeline.ingest.slim_schema import (
     META_SESSION_CLOSE_NS,
     META_SESSION_OPEN_NS,
     META_SOURCE_TS_RECV_REGRESSIONS,
-    SLIM_SCHEMA,
 )
 from hft_pipeline.layout import Layout
 from hft_pipeline.partitions import TradingCalendar
 from hft_pipeline_tests.ingest.dbn_builders import write_archive
+from hft_pipeline_tests.ingest.quality_slim import write_quality_slim as _slim
 
 SECOND = 10**9
 T0 = 1_704_236_400 * SECOND  # 2024-01-02 23:00 UTC
 TICK = 0.25
-
-
-def _slim(path: Path, metadata: dict[str, str] | None = None, **columns: list) -> Path:
-    """A SLIM file of the given columns (ts_recv required); ts_event = ts_recv and a valid book
-    (100 / 100.25) unless given; every other column null."""
-    rows = len(columns["ts_recv"])
-    values = {
-        "ts_event": columns["ts_recv"],
-        "symbol": ["ES"] * rows,
-        "bid_px_00": [100.0] * rows,
-        "ask_px_00": [100.25] * rows,
-        **columns,
-    }
-    arrays = {
-        field.name: pa.array(values[field.name], field.type)
-        if field.name in values
-        else pa.nulls(rows, field.type)
-        for field in SLIM_SCHEMA
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(arrays, schema=SLIM_SCHEMA.with_metadata(metadata or {})), path)
-    return path
 
 
 def _check(path: Path, name: str, **kwargs) -> QualityCheck:

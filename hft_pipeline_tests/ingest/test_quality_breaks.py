@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,11 +14,11 @@ from hft_pipeline.ingest.quality import run_quality_checks
 from hft_pipeline.ingest.slim import build_slim_day, read_slim_metadata
 from hft_pipeline.ingest.slim_schema import (
     META_SESSION_BREAKS_NS,
-    SLIM_SCHEMA,
     session_metadata,
 )
 from hft_pipeline.partitions import Session, TradingCalendar
 from hft_pipeline_tests.ingest.dbn_builders import write_archive
+from hft_pipeline_tests.ingest.quality_slim import write_quality_slim
 
 MINUTE = 60 * 10**9
 TICK = 0.25
@@ -30,22 +29,7 @@ BREAK_START, BREAK_END = SESSION_2020.breaks[0]
 
 def _slim(path: Path, session: Session, ts_recv: list[int]) -> Path:
     """A SLIM file of the session with one valid book row at each ts_recv."""
-    values = {
-        "ts_recv": ts_recv,
-        "ts_event": ts_recv,
-        "symbol": ["ES"] * len(ts_recv),
-        "bid_px_00": [100.0] * len(ts_recv),
-        "ask_px_00": [100.25] * len(ts_recv),
-    }
-    arrays = [
-        pa.array(values[field.name], field.type)
-        if field.name in values
-        else pa.nulls(len(ts_recv), field.type)
-        for field in SLIM_SCHEMA
-    ]
-    schema = SLIM_SCHEMA.with_metadata(session_metadata(session))
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
-    return path
+    return write_quality_slim(path, session_metadata(session), ts_recv=ts_recv)
 
 
 def _every_minute_outside_the_break(session: Session) -> list[int]:
