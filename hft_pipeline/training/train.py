@@ -211,6 +211,7 @@ def validation_metrics(
         arrays.forward_return[ends],
     )  # fmt: skip
     metrics["volatility_ic"] = information_coefficient(scaled_volatility, arrays.volatility[ends])
+    metrics.update(chance_level(arrays.direction[ends], proba))
     metrics["n_val"] = len(split.val_ends)
     metrics["n_train"] = len(split.train_ends)
     metrics["n_purged"] = split.n_purged
@@ -218,6 +219,18 @@ def validation_metrics(
     if len(arrays.horizons) > 1:
         metrics["horizons"] = extra_horizon_metrics(model, tensors, arrays, split, scaler, loop)
     return metrics
+
+
+def chance_level(direction: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """The model's predicted class shares q_c and ``chance_accuracy`` = sum_c q_c p_c (p_c the
+    realized shares): the accuracy a predictor with that mix reaches when its predictions are
+    independent of the labels. It is the majority rate only for a model that always predicts
+    the majority class; a class-weighted loss spreads the predictions over the classes."""
+    predicted = np.bincount(proba.argmax(axis=1), minlength=len(DIRECTION_CLASSES))
+    realized = np.bincount(direction, minlength=len(DIRECTION_CLASSES))
+    q, p = predicted / max(len(direction), 1), realized / max(len(direction), 1)
+    shares = {f"predicted_share_{name}": float(q[c]) for c, name in enumerate(DIRECTION_CLASSES)}
+    return {**shares, "chance_accuracy": float(q @ p)}
 
 
 def extra_horizon_metrics(
