@@ -14,7 +14,8 @@ LSTM hidden 32 x 1 layer, transformer d_model 32 x 1 layer). Each trains ``--epo
 CUDA when present unless ``--device`` says otherwise (``--device cuda`` runs the same code on
 the card: bf16 autocast, data on the device); its name is printed. ``--repeat N`` trains each
 configuration N times and keeps the fastest run (a shared machine's figures vary by 2-4x with
-the load, which is printed). Figures are printed, never asserted.
+the load, which is printed; ``--threads 1`` suffers least from it). Figures are printed,
+never asserted.
 
 Each configuration also prints an EXTRAPOLATION, not a measurement: the time of one epoch of a
 full roll30 window of 1-second bars for one symbol (30 sessions x 82,800 bars of the 23-h CME
@@ -72,7 +73,13 @@ def main() -> None:
     parser.add_argument("--model", choices=[*sorted(MODEL_KINDS), "all"], default="all")
     parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration, best kept")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        # On a loaded machine fewer threads than cores avoid OpenMP's spin-waits (2-4x slower).
+        torch.set_num_threads(args.threads)
     days, epochs = (1, 1) if args.quick else (args.days, args.epochs)
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
