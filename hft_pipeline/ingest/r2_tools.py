@@ -120,18 +120,22 @@ def download(
             if download_problem(store, stored, target, caps) is not None
         ]
         with (
-            tqdm(
-                total=sum(file.stored.size for file in todo),
-                unit="B",
-                unit_scale=True,
-                desc=f"download {len(todo)}/{len(objects)} objects",
-                file=sys.stderr,
-                disable=not progress,
+            _bytes_bar(
+                sum(file.stored.size for file in todo),
+                f"download {len(todo)}/{len(objects)} objects",
+                progress,
             ) as bar,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
             _PartDownloads(store, caps, pool, bar.update).run(todo)
     return targets
+
+
+def _bytes_bar(total: int, description: str, shown: bool) -> tqdm:
+    """A progress bar of bytes on stderr (silent unless ``shown``)."""
+    return tqdm(
+        total=total, unit="B", unit_scale=True, desc=description, file=sys.stderr, disable=not shown
+    )
 
 
 def upload(
@@ -166,13 +170,8 @@ def upload(
         raise FileNotFoundError(f"cannot upload missing files {missing}; nothing was uploaded")
     with (
         open_raw_store(store_url) as store,
-        tqdm(
-            total=sum(Path(file).stat().st_size for file in files),
-            unit="B",
-            unit_scale=True,
-            desc=f"upload {len(files)} files",
-            file=sys.stderr,
-            disable=not progress,
+        _bytes_bar(
+            sum(Path(file).stat().st_size for file in files), f"upload {len(files)} files", progress
         ) as bar,
     ):
         for key in keys:

@@ -150,20 +150,28 @@ def test_csv_archive_gives_the_same_rows_as_the_dbn_archive(tmp_path):
     assert from_csv.source_files[0]["member"] == "glbx-mdp3-20210105.mbp-10.csv"
 
 
+def _slims_from_dbn_and_its_csv(real: Path, member: str, day: dt.date, folder: Path) -> list:
+    """The SLIM build of session ``day`` from the real DBN file in an archive as ``member``
+    (``<dataset>-<yyyymmdd>.<schema>``), then from Databento's CSV of the same file."""
+    csv_file = folder / f"{member}.csv"
+    databento.DBNStore.from_file(real).to_csv(csv_file, map_symbols=True)
+    session = CALENDAR.session(day)
+    built = []
+    for encoding, suffix, data in (
+        ("dbn", ".dbn.zst", real.read_bytes()),
+        ("csv", ".csv", csv_file.read_bytes()),
+    ):
+        archive = write_archive(folder / f"{encoding}.zip", {member + suffix: data})
+        built.append(build_slim_day([archive], session, "ES", folder / f"{encoding}.parquet"))
+    return built
+
+
 def test_real_csv_member_maps_instruments_from_its_symbol_column(shared_data, tmp_path):
     real = shared_data / SLICES / "futures_trades_2024-07-01T23-58_2024-07-02T00-02.dbn.zst"
-    csv_file = tmp_path / "trades.csv"
-    databento.DBNStore.from_file(real).to_csv(csv_file, map_symbols=True)
-    dbn_archive = write_archive(
-        tmp_path / "dbn.zip", {"glbx-mdp3-20240701.trades.dbn.zst": real.read_bytes()}
-    )
-    csv_archive = write_archive(
-        tmp_path / "csv.zip", {"glbx-mdp3-20240701.trades.csv": csv_file.read_bytes()}
-    )
-    session = CALENDAR.session(dt.date(2024, 7, 2))
 
-    from_dbn = build_slim_day([dbn_archive], session, "ES", tmp_path / "dbn.parquet")
-    from_csv = build_slim_day([csv_archive], session, "ES", tmp_path / "csv.parquet")
+    from_dbn, from_csv = _slims_from_dbn_and_its_csv(
+        real, "glbx-mdp3-20240701.trades", dt.date(2024, 7, 2), tmp_path
+    )
 
     assert from_csv.contract == from_dbn.contract == "ESU4"
     assert from_csv.rows == from_dbn.rows == 120
@@ -260,18 +268,10 @@ def test_caps_given_to_build_slim_day_refuse_the_archive_by_name(tmp_path):
 
 def test_real_mbo_csv_member_replays_into_the_same_books_as_its_dbn(shared_data, tmp_path):
     real = shared_data / SLICES / "orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
-    csv_file = tmp_path / "mbo.csv"
-    databento.DBNStore.from_file(real).to_csv(csv_file, map_symbols=True)
-    dbn_archive = write_archive(
-        tmp_path / "dbn.zip", {"glbx-mdp3-20240508.mbo.dbn.zst": real.read_bytes()}
-    )
-    csv_archive = write_archive(
-        tmp_path / "csv.zip", {"glbx-mdp3-20240508.mbo.csv": csv_file.read_bytes()}
-    )
-    session = CALENDAR.session(dt.date(2024, 5, 8))
 
-    from_dbn = build_slim_day([dbn_archive], session, "ES", tmp_path / "dbn.parquet")
-    from_csv = build_slim_day([csv_archive], session, "ES", tmp_path / "csv.parquet")
+    from_dbn, from_csv = _slims_from_dbn_and_its_csv(
+        real, "glbx-mdp3-20240508.mbo", dt.date(2024, 5, 8), tmp_path
+    )
 
     assert from_csv.contract == from_dbn.contract == "ESM4"
     assert from_csv.schemas == from_dbn.schemas == ["mbo"]
