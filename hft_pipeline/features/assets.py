@@ -23,7 +23,7 @@ from hft_pipeline.features.store import (
     interval_view_name,
     refresh_named_views,
 )
-from hft_pipeline.ingest.quality import failed_checks
+from hft_pipeline.ingest.check_records import failed_checks
 from hft_pipeline.layout import Layout
 from hft_pipeline.partitions import DATE_DIMENSION, PipelinePartitions, parse_date_key
 

@@ -8,12 +8,8 @@ import json
 import dagster as dg
 
 from hft_pipeline.config import PipelineSettings
-from hft_pipeline.ingest.quality import (
-    QUALITY_CHECKS,
-    QualityCheck,
-    run_quality_checks,
-    write_check_record,
-)
+from hft_pipeline.ingest.check_records import write_check_record
+from hft_pipeline.ingest.quality import QUALITY_CHECKS, QualityCheck, run_quality_checks
 from hft_pipeline.ingest.raw_keys import (
     RawArchive,
     RawKeyParser,

@@ -15,7 +15,8 @@ from hft_pipeline.config import DataSettings, FeatureSettings, PipelineSettings
 from hft_pipeline.features.assets import build_features_assets, view_patterns
 from hft_pipeline.features.compute import META_WARMUP, compute_day, write_day
 from hft_pipeline.features.store import refresh_named_views
-from hft_pipeline.ingest.quality import QualityCheck, write_check_record
+from hft_pipeline.ingest.check_records import write_check_record
+from hft_pipeline.ingest.quality import QualityCheck
 from hft_pipeline.layout import Layout
 from hft_pipeline.partitions import PipelinePartitions
 from hft_pipeline_tests.features.slim_builders import random_slim_table, write_slim

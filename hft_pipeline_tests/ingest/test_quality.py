@@ -10,14 +10,8 @@ import dagster as dg
 import pytest
 
 from hft_pipeline.features.assets import checked_slim_files
-from hft_pipeline.ingest.quality import (
-    QUALITY_CHECKS,
-    QualityCheck,
-    checks_file,
-    failed_checks,
-    run_quality_checks,
-    write_check_record,
-)
+from hft_pipeline.ingest.check_records import checks_file, failed_checks, write_check_record
+from hft_pipeline.ingest.quality import QUALITY_CHECKS, QualityCheck, run_quality_checks
 from hft_pipeline.ingest.slim import build_slim_day
 from hft_pipeline.ingest.slim_schema import (
     META_SESSION_CLOSE_NS,

@@ -13,8 +13,8 @@ import numpy as np
 
 from hft_pipeline.config import PipelineSettings
 from hft_pipeline.definitions import build_definitions
+from hft_pipeline.ingest.check_records import checks_file
 from hft_pipeline.ingest.dbn_layout import MBP10_DTYPE
-from hft_pipeline.ingest.quality import checks_file
 from hft_pipeline.ingest.slim import read_slim_metadata
 from hft_pipeline.ingest.slim_schema import (
     BASIS_NO_PREVIOUS_VOLUME,
