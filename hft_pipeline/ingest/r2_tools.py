@@ -194,8 +194,7 @@ def upload(
 
 
 def _verify_upload(store: ObjectStore, file: Path, key: str) -> None:
-    [stored] = [stored for stored in store.list_objects(key) if stored.key == key]
-    problem = download_problem(store, stored, file, ArchiveCaps())
+    problem = download_problem(store, _stored_object(store, key), file, ArchiveCaps())
     if problem is not None:
         raise TransferError(
             f"{key} in {store.describe()} is not a true copy of {file}: {problem}; upload it again"
@@ -215,13 +214,16 @@ def _refuse_raw(store: ObjectStore, key: str) -> None:
 def _resolve(store: ObjectStore, keys_or_prefix: str | Sequence[str]) -> list[StoredObject]:
     if isinstance(keys_or_prefix, str):
         return list(store.list_objects(keys_or_prefix))
-    found = []
-    for key in dict.fromkeys(keys_or_prefix):
-        match = [stored for stored in store.list_objects(key) if stored.key == key]
-        if not match:
-            raise FileNotFoundError(f"{key!r} is not in {store.describe()}; list it with r2 ls")
-        found.append(match[0])
+    found = [_stored_object(store, key) for key in dict.fromkeys(keys_or_prefix)]
     return sorted(found, key=lambda stored: stored.key)
+
+
+def _stored_object(store: ObjectStore, key: str) -> StoredObject:
+    """The object stored under exactly ``key`` (a listing by prefix also returns longer keys)."""
+    for stored in store.list_objects(key):
+        if stored.key == key:
+            return stored
+    raise FileNotFoundError(f"{key!r} is not in {store.describe()}; list it with r2 ls")
 
 
 def _local_path(dest_dir: Path, key: str) -> Path:
