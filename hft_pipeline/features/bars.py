@@ -20,12 +20,15 @@ Columns of the ``bars`` table, one row per (symbol, bar_index):
 LL < book_levels, ``mid`` (close of the mid), ``mid_open``/``mid_high``/``mid_low`` (over the
 bar's book events; the carried mid when there are none), ``vwap`` (NULL without trades),
 ``trade_count``, ``volume``, ``buy_volume``, ``sell_volume`` (aggressor B / A; 0 without
-trades), and the order-flow inputs ``ofi_flow_1``, ``ofi_flow_multi`` (0 without book events),
-``ofi_depth_1``, ``ofi_depth_multi`` (NULL without book events) over ``OFI_LEVELS`` levels.
+trades), ``session_traded_value`` and ``session_volume`` (sum of trade_px * trade_sz and of
+trade_sz over the bars 0..i built for the session; for a previous day's tail, which only warms
+up the features, from the tail's first bar), and the order-flow inputs ``ofi_flow_1``,
+``ofi_flow_multi`` (0 without book events), ``ofi_depth_1``, ``ofi_depth_multi`` (NULL without
+book events) over ``OFI_LEVELS`` levels.
 
 The events are read (``slim_batches.py``) and folded into bars by ``event_scan.py`` (one
-streaming numpy pass per file, which also defines the order-flow inputs); this module lays the
-grid and hands the bars to DuckDB as an Arrow table.
+streaming compiled pass per file, which also defines the order-flow inputs); this module lays
+the grid and hands the bars to DuckDB as an Arrow table, which DuckDB scans in place.
 """
 
 from __future__ import annotations
@@ -112,8 +115,10 @@ def create_bars(
     bar_seconds: int,
     book_levels: int = BOOK_DEPTH,
     batch_rows: int = EVENT_BATCH_ROWS,
+    name: str = BARS_TABLE,
 ) -> None:
-    """Creates the temporary table ``bars`` (see the module docstring) in ``connection``.
+    """Registers the bars (see the module docstring) in ``connection`` as the Arrow view
+    ``name``.
 
     Parameters
     ----------
@@ -129,14 +134,14 @@ def create_bars(
         Book levels per side kept in the bars (at most the SLIM file's 10).
     batch_rows : int, default EVENT_BATCH_ROWS
         SLIM rows read at a time; bounds the memory of the event pass.
+    name : str, default BARS_TABLE
+        The view's name.
     """
     _check_arguments(sources, session, bar_seconds, book_levels)
     symbol_bars = pa.concat_tables(
         _symbol_bars(source, session, bar_seconds, book_levels, batch_rows) for source in sources
     )
-    connection.register("scanned_bars", symbol_bars)
-    connection.execute(f"CREATE OR REPLACE TEMP TABLE {BARS_TABLE} AS SELECT * FROM scanned_bars")
-    connection.unregister("scanned_bars")
+    connection.register(name, symbol_bars)
 
 
 def build_bars(
@@ -167,7 +172,7 @@ def _symbol_bars(
     bar_index = np.arange(bar_count)
     ts = np.minimum(session.open_ns + (bar_index + 1) * interval_ns, session.close_ns)
     integers = {size for _, size in book_columns(book_levels)}
-    integers |= {"trade_count", "volume", "buy_volume", "sell_volume"}
+    integers |= {"trade_count", "volume", "buy_volume", "sell_volume", "session_volume"}
     return pa.table(
         {
             "symbol": pa.array(np.full(bar_count, source.symbol)),

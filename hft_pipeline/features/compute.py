@@ -50,7 +50,6 @@ from hft_pipeline.features.registry import (
     BAR_WINDOW_SQL,
     FEATURES,
     INDICATORS,
-    SESSION_WINDOW_SQL,
     TIMEFRAMES,
     features_at,
     max_warmup_bars,
@@ -242,8 +241,7 @@ def _create_previous_bars(
     sources = [
         read_slim_source(symbol, path, session) for symbol, path in previous_day.slim_files.items()
     ]
-    create_bars(connection, sources, tail, bar_seconds)
-    connection.execute(f"ALTER TABLE {BARS_TABLE} RENAME TO {PREVIOUS_BARS_TABLE}")
+    create_bars(connection, sources, tail, bar_seconds, name=PREVIOUS_BARS_TABLE)
     return bars_per_session(tail.open_ns, tail.close_ns, bar_seconds)
 
 
@@ -304,7 +302,7 @@ def _features_sql(bar_seconds: int) -> str:
             FROM bar_inputs
             JOIN {INDICATORS_TABLE} USING ({SYMBOL}, {BAR_INDEX})
             JOIN {TIMEFRAME_TABLE} USING ({SYMBOL}, {BAR_INDEX})
-            WINDOW {BAR_WINDOW_SQL}, {SESSION_WINDOW_SQL}
+            WINDOW {BAR_WINDOW_SQL}
         )
         WHERE session_part = 1
     """

@@ -12,13 +12,13 @@ made concrete for a bar interval by ``FeatureSpec.at``; ``features_at`` does it 
 
 Each ``FeatureSpec.sql`` is a DuckDB expression evaluated once per bar over the relation
 ``bar_inputs``: the bar columns of ``bars.py`` (``mid``, ``bid_px_00``.., ``ask_sz_00``..,
-``trade_count``, ``volume``, ``buy_volume``, ``sell_volume``, ``tick_size``,
-``session_fraction``, ``minutes_since_open``, ``minutes_to_close``, ``day_of_week``) plus the
-derived ``BAR_INPUTS`` below, and the technical indicators of ``INDICATORS`` (EMA-type filters
-and Bollinger statistics, computed in numpy by ``indicators.py``) and the multi-timeframe columns
-(``families/timeframes.py``). Window expressions use the named windows ``BAR_WINDOW`` (one
-symbol's bars in time order) or ``SESSION_WINDOW`` (the same, cut at the session open) and look
-back only (``ROWS ... PRECEDING``), so a feature at bar t uses bars <= t: point-in-time by
+``trade_count``, ``volume``, ``buy_volume``, ``sell_volume``, ``session_traded_value``,
+``session_volume``, ``tick_size``, ``session_fraction``, ``minutes_since_open``,
+``minutes_to_close``, ``day_of_week``) plus the derived ``BAR_INPUTS`` below, and the technical
+indicators of ``INDICATORS`` (EMA-type filters and Bollinger statistics, computed in numpy by
+``indicators.py``) and the multi-timeframe columns (``families/timeframes.py``). Window
+expressions use the named window ``BAR_WINDOW`` (one symbol's bars in time order) and look back
+only (``ROWS ... PRECEDING``), so a feature at bar t uses bars <= t: point-in-time by
 construction. Indicators are causal filters over bars <= t, and a higher-timeframe bar is read
 once closed, so they are point-in-time too. The time features read the session's bounds, which
 the trading calendar fixes before the open.
@@ -43,7 +43,6 @@ from hft_pipeline.features.families.base import (
     NULL_NEVER,
     NULL_SPARSE,
     OFI_LEVELS,
-    SESSION_WINDOW_SQL,
     FeatureSpec,
     IndicatorSpec,
 )
@@ -89,7 +88,6 @@ __all__ = [
     "MODEL_FEATURES",
     "OFI_LEVELS",
     "RSI_WINDOW",
-    "SESSION_WINDOW_SQL",
     "TIMEFRAMES",
     "TIME_FEATURES",
     "FeatureSpec",

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 
 from hft_pipeline.features import indicators
 
-# One symbol's bars in time order; compute.py declares both windows in every query. With the
+# One symbol's bars in time order; compute.py declares it in every query. With the
 # "previous_day" warm-up the bars start in the previous session's tail (bar_index < 0,
-# session_part 0), so look-backs reach into it; SESSION_WINDOW stays within one session.
+# session_part 0), so look-backs reach into it.
 BAR_WINDOW = "bar_window"
 BAR_WINDOW_SQL = f"{BAR_WINDOW} AS (PARTITION BY symbol ORDER BY bar_index)"
-SESSION_WINDOW = "session_window"
-SESSION_WINDOW_SQL = f"{SESSION_WINDOW} AS (PARTITION BY symbol, session_part ORDER BY bar_index)"
 
 # Book levels (per side) that the features read; bars.py keeps this many levels.
 BOOK_DEPTH = 10

@@ -15,7 +15,6 @@ from hft_pipeline.features.families.base import (
     FEATURE_ROWS_WINDOW,
     NULL_SPARSE,
     NULL_WARMUP,
-    SESSION_WINDOW,
     FeatureSpec,
     IndicatorSpec,
 )
@@ -165,11 +164,10 @@ def _bollinger_features() -> tuple[FeatureSpec, ...]:
     )
 
 
-# Traded value and volume of bars 0..t of the session (bars.py: vwap is NULL without trades);
-# the session window restarts at the open even when the previous day's tail warms the others.
-_SESSION_VALUE = f"sum(vwap * volume) OVER ({SESSION_WINDOW} ROWS UNBOUNDED PRECEDING)"
-_SESSION_VOLUME = f"sum(volume) OVER ({SESSION_WINDOW} ROWS UNBOUNDED PRECEDING)"
-_SESSION_VWAP = f"{_SESSION_VALUE} / nullif({_SESSION_VOLUME}, 0)"
+# Traded value and volume of bars 0..t of the session, summed by bars.py (a running sum in
+# SQL is a window over the wide bar rows: a quarter of the feature query); they restart at the
+# open even when the previous day's tail warms the other features.
+_SESSION_VWAP = "session_traded_value / nullif(session_volume, 0)"
 # In the features file: no trade since the session open (log_volume is 0 exactly without one).
 _NO_TRADE_YET = f"sum(log_volume) OVER ({FEATURE_ROWS_WINDOW} ROWS UNBOUNDED PRECEDING) = 0"
 
