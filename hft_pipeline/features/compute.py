@@ -10,7 +10,8 @@ Steps, all in one in-memory DuckDB connection per call:
 4. ``bar_timeframes``: the 1-min and 5-min core features, as of each bar's close
    (``families/timeframes.py``);
 5. features: every ``FEATURES`` expression over the join of the three (look-back windows only);
-6. labels: a separate query looking forward over ``bar_inputs`` (``labels.py``).
+6. labels: a separate query looking forward over ``bar_inputs`` (``labels.py``), run on a
+   second cursor of the connection, in a thread, beside steps 3-5.
 Only the session's own bars (``session_part`` 1) are returned.
 
 Windows and filters run per symbol over the bars of step 1, so with the "session" warm-up they
@@ -22,12 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hft_pipeline.config import FeatureSettings
@@ -141,13 +144,17 @@ def compute_day(
             tail_bars = _create_previous_bars(connection, previous_day, bar_seconds)
         create_bars(connection, sources, session, bar_seconds)
         connection.execute(_bar_inputs_sql(tail_bars))
-        connection.register(INDICATORS_TABLE, _indicators_table(connection))
-        for label, seconds in TIMEFRAMES:
-            connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
-        connection.execute(timeframe_join_sql())
         day = {"session_date": session.day}
-        features = _sorted(connection.sql(_features_sql(bar_seconds), params=day))
-        labels = _sorted(connection.sql(_labels_sql(settings), params=day))
+        # The labels read bar_inputs only: a second cursor computes them while this one works
+        # on the features, whose window queries leave a core idle much of the time.
+        with connection.cursor() as labeller, ThreadPoolExecutor(max_workers=1) as background:
+            pending_labels = background.submit(_sorted, labeller, _labels_sql(settings), day)
+            connection.register(INDICATORS_TABLE, _indicators_table(connection))
+            for label, seconds in TIMEFRAMES:
+                connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
+            connection.execute(timeframe_join_sql())
+            features = _sorted(connection, _features_sql(bar_seconds), day)
+            labels = pending_labels.result()
     metadata = {META_BAR_SECONDS: str(bar_seconds), META_WARMUP: settings.warmup}
     return (
         features.cast(FEATURES_SCHEMA).replace_schema_metadata(metadata),
@@ -245,11 +252,18 @@ def _create_previous_bars(
     return bars_per_session(tail.open_ns, tail.close_ns, bar_seconds)
 
 
-def _sorted(relation: duckdb.DuckDBPyRelation) -> pa.Table:
-    """The relation's rows by symbol, then ts. Arrow sorts them: a DuckDB ORDER BY carries all
+def _sorted(
+    connection: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, object]
+) -> pa.Table:
+    """The query's rows by symbol, then ts. Arrow sorts them: a DuckDB ORDER BY carries all
     the wide rows through its sort (15-30% of the feature query on a day of 1-s bars), while
-    Arrow sorts the two key columns and gathers each column once."""
-    return relation.to_arrow_table().sort_by([(SYMBOL, "ascending"), (TS, "ascending")])
+    Arrow sorts the two key columns and gathers each column once, and not at all when DuckDB's
+    window operators already returned the rows in that order (they often do)."""
+    table = connection.sql(query, params=params).to_arrow_table()
+    order = pc.sort_indices(table, [(SYMBOL, "ascending"), (TS, "ascending")])
+    if np.array_equal(order.to_numpy(), np.arange(len(order))):
+        return table
+    return table.take(order)
 
 
 def _key_columns_sql() -> str:
@@ -266,7 +280,7 @@ def _bar_inputs_sql(tail_bars: int) -> str:
         else ""
     )
     return f"""
-        CREATE OR REPLACE TEMP TABLE bar_inputs AS
+        CREATE OR REPLACE TABLE bar_inputs AS
         WITH all_bars AS ({previous}SELECT *, 1 AS session_part FROM {BARS_TABLE})
         SELECT *, {derived} FROM all_bars WINDOW {BAR_WINDOW_SQL}
     """
