@@ -22,6 +22,7 @@ day's tail. Labels never cross the session end: they are NULL over the last H ba
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from hft_pipeline.config import FeatureSettings
 from hft_pipeline.features.bars import BARS_TABLE, create_bars, read_slim_source
+from hft_pipeline.features.families.base import FeatureSpec
 from hft_pipeline.features.families.timeframes import (
     TIMEFRAME_TABLE,
     timeframe_bars_sql,
@@ -81,6 +83,7 @@ META_WARMUP = "hft.warmup"
 # memory outlasts their nominal warm-up, have forgotten where the tail starts.
 _TAIL_WARMUPS = 2
 _NS_PER_SECOND = 1_000_000_000
+_WINDOW_CALL = re.compile(r"\bOVER\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -145,15 +148,20 @@ def compute_day(
         create_bars(connection, sources, session, bar_seconds)
         connection.execute(_bar_inputs_sql(tail_bars))
         day = {"session_date": session.day}
-        # The labels read bar_inputs only: a second cursor computes them while this one works
-        # on the features, whose window queries leave a core idle much of the time.
-        with connection.cursor() as labeller, ThreadPoolExecutor(max_workers=1) as background:
-            pending_labels = background.submit(_sorted, labeller, _labels_sql(settings), day)
-            connection.register(INDICATORS_TABLE, _indicators_table(connection))
+        windowed, pointwise = _split_by_window(features_at(bar_seconds))
+        # DuckDB's window operators leave a core idle much of the time: a second cursor, in a
+        # thread, computes the labels (they read bar_inputs only), then the features that need
+        # no window, while this one computes the indicators and the windowed features.
+        with connection.cursor() as second, ThreadPoolExecutor(max_workers=1) as background:
+            pending_labels = background.submit(_sorted, second, _labels_sql(settings), day)
+            _create_table(connection, INDICATORS_TABLE, _indicators_table(connection))
             for label, seconds in TIMEFRAMES:
                 connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
             connection.execute(timeframe_join_sql())
-            features = _sorted(connection, _features_sql(bar_seconds), day)
+            pending_pointwise = background.submit(_sorted, second, _features_sql(pointwise), day)
+            features = _side_by_side(
+                _sorted(connection, _features_sql(windowed), day), pending_pointwise.result()
+            )
             labels = pending_labels.result()
     metadata = {META_BAR_SECONDS: str(bar_seconds), META_WARMUP: settings.warmup}
     return (
@@ -308,8 +316,36 @@ def _indicators_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
     return pa.table({SYMBOL: bars[SYMBOL], BAR_INDEX: bars[BAR_INDEX], **indicators})
 
 
-def _features_sql(bar_seconds: int) -> str:
-    columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in features_at(bar_seconds))
+def _split_by_window(
+    specs: tuple[FeatureSpec, ...],
+) -> tuple[tuple[FeatureSpec, ...], tuple[FeatureSpec, ...]]:
+    """``specs`` that call a window function, and the others. Computed in one query, the
+    window operator carries every other feature's inputs through its sort of the rows; the two
+    halves apart, on two cursors, take 0.3-0.45 s of a day of 1-s bars against 0.5-0.75 s."""
+    windowed = tuple(spec for spec in specs if _WINDOW_CALL.search(spec.sql))
+    return windowed, tuple(spec for spec in specs if spec not in windowed)
+
+
+def _side_by_side(windowed: pa.Table, pointwise: pa.Table) -> pa.Table:
+    """The feature columns of both (each sorted by symbol, then ts), in ``FEATURES_SCHEMA``
+    order."""
+    for key in (SYMBOL, BAR_INDEX):
+        if not windowed[key].equals(pointwise[key]):
+            raise RuntimeError(f"the two feature queries returned different {key} columns")
+    columns = {name: table[name] for table in (windowed, pointwise) for name in table.column_names}
+    return pa.table({name: columns[name] for name in FEATURES_SCHEMA.names})
+
+
+def _create_table(connection: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """Copies ``table`` into the database as ``name``, where every cursor sees it (a registered
+    Arrow table is seen by its own cursor only)."""
+    connection.register("arrow_source", table)
+    connection.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM arrow_source")
+    connection.unregister("arrow_source")
+
+
+def _features_sql(specs: tuple[FeatureSpec, ...]) -> str:
+    columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in specs)
     return f"""
         SELECT * EXCLUDE (session_part) FROM (
             SELECT {_key_columns_sql()}, session_part, {columns}

@@ -131,7 +131,7 @@ def timeframe_bars_sql(label: str, seconds: int, bar_seconds: int) -> str:
     time ``tf_close_ts`` and the core features, columns named ``tf<label>_<core>``."""
     columns = ", ".join(f"({sql})::DOUBLE AS {_column(label, name)}" for name, *_, sql, _ in _CORE)
     return f"""
-        CREATE OR REPLACE TEMP TABLE tf_{label} AS
+        CREATE OR REPLACE TABLE tf_{label} AS
         WITH grouped AS (
             SELECT
                 symbol,
@@ -169,7 +169,7 @@ def timeframe_join_sql() -> str:
         for label, _ in TIMEFRAMES
     )
     return f"""
-        CREATE OR REPLACE TEMP TABLE {TIMEFRAME_TABLE} AS
+        CREATE OR REPLACE TABLE {TIMEFRAME_TABLE} AS
         SELECT bars.symbol, bars.bar_index, {selected}
         FROM bar_inputs AS bars {joins}
     """
