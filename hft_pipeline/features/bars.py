@@ -1,4 +1,4 @@
-"""SLIM rows -> regular time bars: a streaming numpy pass over the events, a DuckDB table.
+"""SLIM rows -> regular time bars: a streaming compiled pass over the events, an Arrow table.
 
 Bars are right-closed and stamped at their close, built by ``ts_recv`` (knowledge time): bar i of
 a session opening at ``open`` closes at ``c_i = open + (i + 1) * interval`` and holds the events
@@ -28,7 +28,7 @@ book events) over ``OFI_LEVELS`` levels.
 
 The events are read (``slim_batches.py``) and folded into bars by ``event_scan.py`` (one
 streaming compiled pass per file, which also defines the order-flow inputs); this module lays
-the grid and hands the bars to DuckDB as an Arrow table, which DuckDB scans in place.
+the grid and returns the bars as an Arrow table (``compute.py`` hands it to DuckDB).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,7 +53,6 @@ from hft_pipeline.ingest.slim_schema import (
 )
 from hft_pipeline.partitions import Session
 
-BARS_TABLE = "bars"
 _NS_PER_SECOND = 1_000_000_000
 _NS_PER_MINUTE = 60 * _NS_PER_SECOND
 
@@ -108,22 +106,18 @@ def read_slim_source(symbol: str, path: Path, session: Session) -> SlimSource:
     return SlimSource(symbol, path, tick_size)
 
 
-def create_bars(
-    connection: duckdb.DuckDBPyConnection,
+def bar_table(
     sources: Sequence[SlimSource],
     session: Session,
     bar_seconds: int,
     book_levels: int = BOOK_DEPTH,
     batch_rows: int = EVENT_BATCH_ROWS,
-    name: str = BARS_TABLE,
-) -> None:
-    """Registers the bars (see the module docstring) in ``connection`` as the Arrow view
-    ``name``.
+) -> pa.Table:
+    """The bars (see the module docstring) of every source, one symbol after the other in the
+    order given, each in bar order.
 
     Parameters
     ----------
-    connection : duckdb.DuckDBPyConnection
-        Where the table is created; the caller owns it.
     sources : Sequence[SlimSource]
         One SLIM file per symbol; a file with zero rows gives bars with NULL book columns.
     session : Session
@@ -134,14 +128,11 @@ def create_bars(
         Book levels per side kept in the bars (at most the SLIM file's 10).
     batch_rows : int, default EVENT_BATCH_ROWS
         SLIM rows read at a time; bounds the memory of the event pass.
-    name : str, default BARS_TABLE
-        The view's name.
     """
     _check_arguments(sources, session, bar_seconds, book_levels)
-    symbol_bars = pa.concat_tables(
+    return pa.concat_tables(
         _symbol_bars(source, session, bar_seconds, book_levels, batch_rows) for source in sources
     )
-    connection.register(name, symbol_bars)
 
 
 def build_bars(
@@ -152,13 +143,10 @@ def build_bars(
     batch_rows: int = EVENT_BATCH_ROWS,
 ) -> pa.Table:
     """The bars of ``slim_files`` (symbol -> SLIM path) as an Arrow table, sorted by symbol
-    then bar_index; see :func:`create_bars`."""
+    then bar_index; see :func:`bar_table`."""
     sources = [read_slim_source(symbol, path, session) for symbol, path in slim_files.items()]
-    with duckdb.connect() as connection:
-        create_bars(connection, sources, session, bar_seconds, book_levels, batch_rows)
-        return connection.sql(
-            f"SELECT * FROM {BARS_TABLE} ORDER BY symbol, bar_index"
-        ).to_arrow_table()
+    bars = bar_table(sources, session, bar_seconds, book_levels, batch_rows)
+    return bars.sort_by([("symbol", "ascending"), ("bar_index", "ascending")])
 
 
 def _symbol_bars(

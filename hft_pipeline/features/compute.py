@@ -1,15 +1,18 @@
 """One trading day of SLIM files -> point-in-time features and forward labels, in DuckDB.
 
 Steps, all in one in-memory DuckDB connection per call:
-1. ``bars``: regular right-closed bars of every symbol (``bars.py``); with the "previous_day"
-   warm-up, also the bars of the previous trading day's last ``previous_tail_bars`` intervals,
-   put before the session's (``bar_index`` < 0, ``session_part`` 0);
-2. ``bar_inputs``: the bars plus the registry's ``BAR_INPUTS`` (the 1-bar mid log return);
+1. ``all_bars``: regular right-closed bars of every symbol (``bars.py``, an Arrow table); with
+   the "previous_day" warm-up, also the bars of the previous trading day's last
+   ``previous_tail_bars`` intervals, put before the session's (``bar_index`` < 0,
+   ``session_part`` 0); and each bar's ``previous_mid``;
+2. ``bar_inputs``: the bars plus the registry's ``BAR_INPUTS`` (the 1-bar mid log return...);
 3. ``bar_indicators``: the registry's ``INDICATORS``, recursive filters run in numpy over
-   ``bar_inputs`` per symbol (``indicators.py``), handed back to DuckDB as an Arrow table;
+   ``bar_inputs`` per symbol (``indicators.py``), handed back to DuckDB;
 4. ``bar_timeframes``: the 1-min and 5-min core features, as of each bar's close
    (``families/timeframes.py``);
-5. features: every ``FEATURES`` expression over the join of the three (look-back windows only);
+5. features: every ``FEATURES`` expression over the join of the three (look-back windows
+   only), in two queries: those that call a window function, and the others on a second
+   cursor of the connection, in a thread;
 6. labels: a separate query looking forward over ``bar_inputs`` (``labels.py``), run on a
    second cursor of the connection, in a thread, beside steps 3-5.
 Only the session's own bars (``session_part`` 1) are returned.
@@ -35,8 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hft_pipeline.config import FeatureSettings
-from hft_pipeline.features.bars import BARS_TABLE, create_bars, read_slim_source
-from hft_pipeline.features.families.base import FeatureSpec
+from hft_pipeline.features.bars import SlimSource, bar_table, read_slim_source
+from hft_pipeline.features.families.base import PREVIOUS_MID, FeatureSpec
 from hft_pipeline.features.families.timeframes import (
     TIMEFRAME_TABLE,
     timeframe_bars_sql,
@@ -74,7 +77,7 @@ FEATURES_SCHEMA = pa.schema(
 )
 PARQUET_COMPRESSION = "zstd"
 INDICATORS_TABLE = "bar_indicators"
-PREVIOUS_BARS_TABLE = "previous_bars"
+ALL_BARS_TABLE = "all_bars"
 WARMUP_MODES = ("session", "previous_day")
 # Keys of the parquet metadata of every features and labels file.
 META_BAR_SECONDS = "hft.bar_seconds"
@@ -142,11 +145,9 @@ def compute_day(
     _check_previous_day(settings.warmup, previous_day, slim_files, session)
     sources = [read_slim_source(symbol, path, session) for symbol, path in slim_files.items()]
     with duckdb.connect() as connection:
-        tail_bars = 0
-        if previous_day is not None:
-            tail_bars = _create_previous_bars(connection, previous_day, bar_seconds)
-        create_bars(connection, sources, session, bar_seconds)
-        connection.execute(_bar_inputs_sql(tail_bars))
+        all_bars = _all_bars(sources, session, bar_seconds, previous_day)
+        connection.register(ALL_BARS_TABLE, all_bars)
+        connection.execute(_bar_inputs_sql())
         day = {"session_date": session.day}
         windowed, pointwise = _split_by_window(features_at(bar_seconds))
         # DuckDB's window operators leave a core idle much of the time: a second cursor, in a
@@ -245,53 +246,73 @@ def _check_previous_day(
             )
 
 
-def _create_previous_bars(
-    connection: duckdb.DuckDBPyConnection, previous_day: PreviousDay, bar_seconds: int
-) -> int:
-    """Creates ``previous_bars``, the bars of the previous session's tail; returns their count
-    per symbol (the whole previous session when it is shorter than the tail)."""
-    session = previous_day.session
-    tail_ns = previous_tail_bars(bar_seconds) * bar_seconds * _NS_PER_SECOND
-    tail = Session(session.day, max(session.open_ns, session.close_ns - tail_ns), session.close_ns)
-    sources = [
-        read_slim_source(symbol, path, session) for symbol, path in previous_day.slim_files.items()
-    ]
-    create_bars(connection, sources, tail, bar_seconds, name=PREVIOUS_BARS_TABLE)
-    return bars_per_session(tail.open_ns, tail.close_ns, bar_seconds)
+def _all_bars(
+    sources: list[SlimSource],
+    session: Session,
+    bar_seconds: int,
+    previous_day: PreviousDay | None,
+) -> pa.Table:
+    """The session's bars (``session_part`` 1) of every symbol, after the previous day's tail
+    (``session_part`` 0, ``bar_index`` counted back from the session's first bar; the whole
+    previous session when it is shorter than the tail) when one is given, by symbol then
+    bar_index, with ``previous_mid``: the mid of the symbol's bar before (NULL for its first)."""
+    parts = [_numbered(bar_table(sources, session, bar_seconds), first_bar=0, session_part=1)]
+    if previous_day is not None:
+        previous = previous_day.session
+        tail_ns = previous_tail_bars(bar_seconds) * bar_seconds * _NS_PER_SECOND
+        tail = Session(
+            previous.day, max(previous.open_ns, previous.close_ns - tail_ns), previous.close_ns
+        )
+        tail_bars = bars_per_session(tail.open_ns, tail.close_ns, bar_seconds)
+        tail_sources = [
+            read_slim_source(symbol, path, previous)
+            for symbol, path in previous_day.slim_files.items()
+        ]
+        parts.insert(
+            0,
+            _numbered(bar_table(tail_sources, tail, bar_seconds), -tail_bars, session_part=0),
+        )
+    bars = _in_key_order(pa.concat_tables(parts), BAR_INDEX)
+    mid = bars["mid"].to_numpy(zero_copy_only=False)
+    symbols = bars[SYMBOL].to_numpy(zero_copy_only=False)
+    previous_mid = np.r_[np.nan, mid[:-1]]
+    previous_mid[np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])] = np.nan
+    return bars.append_column(PREVIOUS_MID, pa.array(previous_mid, from_pandas=True))
+
+
+def _numbered(bars: pa.Table, first_bar: int, session_part: int) -> pa.Table:
+    """``bars`` with bar_index counted from ``first_bar`` and a ``session_part`` column."""
+    bar_index = pc.add(bars[BAR_INDEX], pa.scalar(first_bar, pa.int32()))
+    bars = bars.set_column(bars.schema.get_field_index(BAR_INDEX), BAR_INDEX, bar_index)
+    return bars.append_column("session_part", pa.array(np.full(len(bars), session_part, np.int32)))
+
+
+def _in_key_order(table: pa.Table, second_key: str) -> pa.Table:
+    """``table`` by symbol, then ``second_key``. Arrow sorts the two key columns and gathers each
+    column once, and not at all when the rows are already in that order (DuckDB's window
+    operators often return them so)."""
+    order = pc.sort_indices(table, [(SYMBOL, "ascending"), (second_key, "ascending")])
+    if np.array_equal(order.to_numpy(), np.arange(len(order))):
+        return table
+    return table.take(order)
 
 
 def _sorted(
     connection: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, object]
 ) -> pa.Table:
-    """The query's rows by symbol, then ts. Arrow sorts them: a DuckDB ORDER BY carries all
-    the wide rows through its sort (15-30% of the feature query on a day of 1-s bars), while
-    Arrow sorts the two key columns and gathers each column once, and not at all when DuckDB's
-    window operators already returned the rows in that order (they often do)."""
-    table = connection.sql(query, params=params).to_arrow_table()
-    order = pc.sort_indices(table, [(SYMBOL, "ascending"), (TS, "ascending")])
-    if np.array_equal(order.to_numpy(), np.arange(len(order))):
-        return table
-    return table.take(order)
+    """The query's rows by symbol, then ts. Arrow sorts them (``_in_key_order``): a DuckDB
+    ORDER BY carries all the wide rows through its sort (15-30% of the feature query on a day
+    of 1-s bars)."""
+    return _in_key_order(connection.sql(query, params=params).to_arrow_table(), TS)
 
 
 def _key_columns_sql() -> str:
     return f"{TS}, $session_date::DATE AS {SESSION_DATE}, {SYMBOL}, {BAR_INDEX}"
 
 
-def _bar_inputs_sql(tail_bars: int) -> str:
+def _bar_inputs_sql() -> str:
     derived = ", ".join(f"{sql} AS {name}" for name, sql in BAR_INPUTS)
-    # The previous day's tail, numbered back from this session's first bar (0).
-    previous = (
-        f"SELECT * REPLACE (({BAR_INDEX} - {tail_bars})::INTEGER AS {BAR_INDEX}), "
-        f"0 AS session_part FROM {PREVIOUS_BARS_TABLE} UNION ALL BY NAME "
-        if tail_bars
-        else ""
-    )
-    return f"""
-        CREATE OR REPLACE TABLE bar_inputs AS
-        WITH all_bars AS ({previous}SELECT *, 1 AS session_part FROM {BARS_TABLE})
-        SELECT *, {derived} FROM all_bars WINDOW {BAR_WINDOW_SQL}
-    """
+    return f"CREATE OR REPLACE TABLE bar_inputs AS SELECT *, {derived} FROM {ALL_BARS_TABLE}"
 
 
 def _indicators_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:

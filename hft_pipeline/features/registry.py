@@ -43,6 +43,7 @@ from hft_pipeline.features.families.base import (
     NULL_NEVER,
     NULL_SPARSE,
     OFI_LEVELS,
+    PREVIOUS_MID,
     FeatureSpec,
     IndicatorSpec,
 )
@@ -96,10 +97,11 @@ __all__ = [
     "max_warmup_bars",
 ]
 
-# Per-bar inputs derived from the bars (name, DuckDB expression), computed before FEATURES so
-# that window aggregates can read them (window functions do not nest).
+# Per-bar inputs derived from the bars and their PREVIOUS_MID (name, DuckDB expression without
+# a window function), computed before FEATURES so that window aggregates can read them
+# (window functions do not nest).
 BAR_INPUTS: tuple[tuple[str, str], ...] = (
-    ("mid_log_return", _log_ratio("mid", f"lag(mid) OVER {BAR_WINDOW}")),
+    ("mid_log_return", _log_ratio("mid", PREVIOUS_MID)),
     (CANDLE_OPEN, CANDLE_OPEN_SQL),
     *FLOW_BAR_INPUTS,
 )

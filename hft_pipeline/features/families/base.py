@@ -14,6 +14,10 @@ from hft_pipeline.features import indicators
 BAR_WINDOW = "bar_window"
 BAR_WINDOW_SQL = f"{BAR_WINDOW} AS (PARTITION BY symbol ORDER BY bar_index)"
 
+# The mid of the symbol's previous bar, a column of compute.py's bars (lag(mid) over the bar
+# window, computed before DuckDB so that bar_inputs needs no window over the wide bar rows).
+PREVIOUS_MID = "previous_mid"
+
 # Book levels (per side) that the features read; bars.py keeps this many levels.
 BOOK_DEPTH = 10
 # Levels summed by the multi-level order-flow imbalance (bars.py computes it).

@@ -18,6 +18,7 @@ from hft_pipeline.features.families.base import (
     FEATURE_ROWS_WINDOW,
     NULL_SPARSE,
     OFI_LEVELS,
+    PREVIOUS_MID,
     FeatureSpec,
     IndicatorSpec,
     rolling,
@@ -37,7 +38,7 @@ _SIGNED_VOLUME = "(buy_volume - sell_volume)"
 
 # (name, DuckDB expression) computed with the registry's BAR_INPUTS (window functions do not nest).
 FLOW_BAR_INPUTS: tuple[tuple[str, str], ...] = (
-    ("mid_change_ticks", f"(mid - lag(mid) OVER {BAR_WINDOW}) / tick_size"),
+    ("mid_change_ticks", f"(mid - {PREVIOUS_MID}) / tick_size"),
 )
 
 # Indicators of the traded volume, appended to the registry's INDICATORS.

@@ -17,6 +17,7 @@ from hft_pipeline.features.families.base import (
     BAR_WINDOW,
     FEATURE_ROWS_WINDOW,
     NULL_SPARSE,
+    PREVIOUS_MID,
     FeatureSpec,
     log_ratio,
     rolling,
@@ -24,7 +25,7 @@ from hft_pipeline.features.families.base import (
 
 # The per-bar input (``registry.BAR_INPUTS``) the candle opens at.
 CANDLE_OPEN = "candle_open"
-CANDLE_OPEN_SQL = f"lag(mid) OVER {BAR_WINDOW}"
+CANDLE_OPEN_SQL = PREVIOUS_MID
 RETURN_BARS = (1, 5, 10, 30, 60)
 MOMENTUM_MINUTES = (1, 5, 15)
 REALIZED_VOL_WINDOWS = (("30s", 30), ("1m", 60), ("5m", 300))
