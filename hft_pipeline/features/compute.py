@@ -146,20 +146,27 @@ def compute_day(
     sources = [read_slim_source(symbol, path, session) for symbol, path in slim_files.items()]
     with duckdb.connect() as connection:
         all_bars = _all_bars(sources, session, bar_seconds, previous_day)
-        connection.register(ALL_BARS_TABLE, all_bars)
-        connection.execute(_bar_inputs_sql())
         day = {"session_date": session.day}
         windowed, pointwise = _split_by_window(features_at(bar_seconds))
-        # DuckDB's window operators leave a core idle much of the time: a second cursor, in a
-        # thread, computes the labels (they read bar_inputs only), then the features that need
-        # no window, while this one computes the indicators and the windowed features.
-        with connection.cursor() as second, ThreadPoolExecutor(max_workers=1) as background:
-            pending_labels = background.submit(_sorted, second, _labels_sql(settings), day)
-            _create_table(connection, INDICATORS_TABLE, _indicators_table(connection))
+        # DuckDB's window operators leave a core idle much of the time. Beside this cursor's
+        # work, threads run the numpy indicators and, each on a cursor of its own, the labels
+        # (they read bar_inputs only) and the features that call no window function.
+        with (
+            connection.cursor() as labeller,
+            connection.cursor() as pointwise_cursor,
+            ThreadPoolExecutor(max_workers=2) as background,
+        ):
+            pending_indicators = background.submit(_indicators_table, all_bars)
+            connection.register(ALL_BARS_TABLE, all_bars)
+            connection.execute(_bar_inputs_sql())
+            pending_labels = background.submit(_sorted, labeller, _labels_sql(settings), day)
             for label, seconds in TIMEFRAMES:
                 connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
             connection.execute(timeframe_join_sql())
-            pending_pointwise = background.submit(_sorted, second, _features_sql(pointwise), day)
+            _create_table(connection, INDICATORS_TABLE, pending_indicators.result())
+            pending_pointwise = background.submit(
+                _sorted, pointwise_cursor, _features_sql(pointwise), day
+            )
             features = _side_by_side(
                 _sorted(connection, _features_sql(windowed), day), pending_pointwise.result()
             )
@@ -315,16 +322,14 @@ def _bar_inputs_sql() -> str:
     return f"CREATE OR REPLACE TABLE bar_inputs AS SELECT *, {derived} FROM {ALL_BARS_TABLE}"
 
 
-def _indicators_table(connection: duckdb.DuckDBPyConnection) -> pa.Table:
+def _indicators_table(bars: pa.Table) -> pa.Table:
     """Symbol, bar index and every ``INDICATORS`` column (NULL in warm-up and where an input is
-    NULL), one row per bar of ``bar_inputs``."""
+    NULL), one row per bar of ``bars`` (``_all_bars``: by symbol, then bar_index)."""
     names = sorted({name for spec in INDICATORS for name in spec.inputs})
-    inputs_sql = ", ".join(f"{name}::DOUBLE AS {name}" for name in names)
-    bars = connection.sql(
-        f"SELECT {SYMBOL}, {BAR_INDEX}, {inputs_sql} FROM bar_inputs ORDER BY {SYMBOL}, {BAR_INDEX}"
-    ).to_arrow_table()
     # NULL -> NaN: the numpy filters treat NaN as undefined.
-    columns = {name: bars[name].to_numpy(zero_copy_only=False) for name in names}
+    columns = {
+        name: bars[name].to_numpy(zero_copy_only=False).astype(float, copy=False) for name in names
+    }
     symbols = bars[SYMBOL].to_numpy(zero_copy_only=False)
     session_starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
     indicators = {
