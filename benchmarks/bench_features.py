@@ -54,6 +54,7 @@ from hft_pipeline.partitions import TradingCalendar  # noqa: E402
 SYMBOL = "ES"
 BAR_SECONDS = 1
 GOAL_SPEEDUP = 5.0
+SETTLE_SECONDS = 5.0
 GOAL_PEAK_RSS_MB = 2048.0
 
 
@@ -125,7 +126,10 @@ def _repeated(runs: list[PathRun]) -> RepeatedRuns:
 
 
 def _in_fresh_process(function, *args):
-    # A new interpreter per step: its ru_maxrss is that step's peak alone.
+    # A new interpreter per step: its ru_maxrss is that step's peak alone. Each starts on a
+    # settled machine: the kernel still reclaims the previous step's memory (the reference's
+    # peaks near 8 GB) for a few seconds after it exits, and slows whatever runs then.
+    time.sleep(SETTLE_SECONDS)
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as executor:
         return executor.submit(function, *args).result()
