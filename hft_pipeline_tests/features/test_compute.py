@@ -190,6 +190,22 @@ def test_compute_day_two_symbols_sorted_by_symbol_with_their_own_tick(tmp_path):
     assert features["spread_ticks"].to_pylist()[::12] == [1.0, 2.0]
 
 
+def test_compute_day_first_bar_of_each_symbol_looks_back_at_nothing(tmp_path):
+    # Both symbols quote from the open; the second symbol's first bar follows the first
+    # symbol's last bar in the bar table, and must not read its mid as the previous one.
+    es_rows = [book_event(OPEN_NS, [(100.00, 1)], [(100.25, 1)])]
+    zn_rows = [book_event(OPEN_NS, [(110.0, 1)], [(110.0 + 2 / 64, 1)])]
+    zn = write_slim(tmp_path / "zn.parquet", slim_table(zn_rows, "ZN"), "ZN", tick_size=1 / 64)
+    es = write_slim(tmp_path / "es.parquet", slim_table(es_rows))
+
+    features = compute_day({"ES": es, "ZN": zn}, SHORT_SESSION, SETTINGS)[0].to_pydict()
+
+    first_bars = [features["symbol"].index(symbol) for symbol in ("ES", "ZN")]
+    for name in ("log_ret_1", "ret_1", "bar_direction", "range_ticks"):
+        assert [features[name][row] for row in first_bars] == [None, None], name
+    assert [features["log_ret_1"][row + 1] for row in first_bars] == [0.0, 0.0]
+
+
 def test_compute_day_empty_slim_file_gives_null_book_features(tmp_path):
     features, labels = _day(tmp_path, [])
 
