@@ -1,20 +1,21 @@
 """One trading day of SLIM files -> point-in-time features and forward labels, in DuckDB.
 
-Steps, all in one in-memory DuckDB connection per call:
+Steps, all in one in-memory DuckDB database per call:
 1. ``all_bars``: regular right-closed bars of every symbol (``bars.py``, an Arrow table); with
    the "previous_day" warm-up, also the bars of the previous trading day's last
    ``previous_tail_bars`` intervals, put before the session's (``bar_index`` < 0,
    ``session_part`` 0); and each bar's ``previous_mid``;
-2. ``bar_inputs``: the bars plus the registry's ``BAR_INPUTS`` (the 1-bar mid log return...);
-3. ``bar_indicators``: the registry's ``INDICATORS``, recursive filters run in numpy over
-   ``bar_inputs`` per symbol (``indicators.py``), handed back to DuckDB;
+2. ``bar_inputs``: the bars plus the registry's ``BAR_INPUTS`` (the 1-bar mid log return, the
+   candle's open...);
+3. ``bar_indicators``: the registry's ``INDICATORS``, recursive filters run in numpy over the
+   bars per symbol (``indicators.py``), in a thread beside steps 2 and 4;
 4. ``bar_timeframes``: the 1-min and 5-min core features, as of each bar's close
    (``families/timeframes.py``);
 5. features: every ``FEATURES`` expression over the join of the three (look-back windows
-   only), in two queries: those that call a window function, and the others on a second
-   cursor of the connection, in a thread;
-6. labels: a separate query looking forward over ``bar_inputs`` (``labels.py``), run on a
-   second cursor of the connection, in a thread, beside steps 3-5.
+   only), in two queries run side by side: those that call a window function, and the others;
+6. labels: a separate query looking forward over ``bar_inputs`` (``labels.py``), in a thread
+   beside steps 3-5.
+Each query runs on a cursor of its own, with one DuckDB thread.
 Only the session's own bars (``session_part`` 1) are returned.
 
 Windows and filters run per symbol over the bars of step 1, so with the "session" warm-up they
