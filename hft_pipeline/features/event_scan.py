@@ -136,12 +136,15 @@ class BarAccumulator:
             self.sums,
         )
         is_book = _is_book(events)
+        # Prices and sizes of every kept level, bids then asks, converted once per batch.
+        levels = [
+            (_prices(events.column(price)), _sizes(events.column(size)))
+            for price, size in self.book_fields
+        ]
         # Each level's order flow depends on that level's previous state only: one pass per
         # level, every array a plain one in the compiled loop.
         for level in range(self.ofi_levels):
-            bid, ask = (
-                self._level_arrays(events, start + level) for start in (0, self.book_levels)
-            )
+            bid, ask = levels[level], levels[self.book_levels + level]
             _fold_level_flow(
                 bars,
                 is_book,
@@ -156,19 +159,15 @@ class BarAccumulator:
         if closing_rows.size:
             closing_bars = bars[closing_rows]
             self.has_book[closing_bars] = True
-            for level in range(len(self.book_fields)):
+            for level, (prices, sizes) in enumerate(levels):
                 _close_level(
                     closing_rows,
                     closing_bars,
-                    *self._level_arrays(events, level),
+                    prices,
+                    sizes,
                     self.closing_prices[level],
                     self.closing_sizes[level],
                 )
-
-    def _level_arrays(self, events: pa.RecordBatch, level: int) -> tuple[np.ndarray, np.ndarray]:
-        """Prices and sizes of ``book_fields[level]`` in ``events``, as ``_prices``/``_sizes``."""
-        price, size = self.book_fields[level]
-        return _prices(events.column(price)), _sizes(events.column(size))
 
     def columns(self) -> dict[str, np.ndarray]:
         """The per-bar event columns of ``bars.py``, float64 with NaN where NULL (counts too):
@@ -237,6 +236,12 @@ def scan_bar_events(
     return accumulator
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_filled(price, size):  # pragma: no cover - compiled
+    """Whether a book level holds a quote (module docstring: else it is empty)."""
+    return size > 0 and np.isfinite(price)
+
+
 @numba.njit(cache=True, nogil=True)
 def _fold_trades(
     ts, open_ns, interval_ns, prices, sizes, side_codes, buyer, seller, sums
@@ -279,8 +284,8 @@ def _fold_level_flow(
             continue
         bar = bars[row]
         bid_price, ask_price = bid_prices[row], ask_prices[row]
-        bid_filled = bid_sizes[row] > 0 and np.isfinite(bid_price)
-        ask_filled = ask_sizes[row] > 0 and np.isfinite(ask_price)
+        bid_filled = _is_filled(bid_price, bid_sizes[row])
+        ask_filled = _is_filled(ask_price, ask_sizes[row])
         bid_size = float(bid_sizes[row]) if bid_filled else 0.0
         ask_size = float(ask_sizes[row]) if ask_filled else 0.0
         term = 0.0
@@ -343,7 +348,7 @@ def _close_level(
     the level is empty; a bar's later book event, in the next batch, overwrites it."""
     for index in range(closing_rows.size):
         row, bar = closing_rows[index], closing_bars[index]
-        filled = sizes[row] > 0 and np.isfinite(prices[row])
+        filled = _is_filled(prices[row], sizes[row])
         bar_prices[bar] = prices[row] if filled else np.nan
         bar_sizes[bar] = sizes[row] if filled else np.nan
 
