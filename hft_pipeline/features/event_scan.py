@@ -7,11 +7,11 @@ over the rows for the bar numbers and the trades, one per order-flow level, one 
 closing book event. A vectorized numpy fold made some 150 passes over every batch (one per
 operation and column) and was the larger half of a busy day's feature computation. Rows are
 folded one at a time in file order, so the sums do not depend on how the file is cut into
-batches. Memory is bounded by a few batches plus arrays of one value per bar, whatever the
-day's size, and no step sorts: SLIM rows are in ``ts_recv`` order (ties in file order), which
-the ``slim_parquet`` check ``ts_recv_ordered`` guarantees and this pass verifies. The kernels
-are compiled once per machine and cached beside this module (``cache=True``); a new process
-loads them on its first call, about 0.4 s.
+batches. Memory is bounded by three decoded row groups plus arrays of one value per bar,
+whatever the day's size, and no step sorts: SLIM rows are in ``ts_recv`` order (ties in file
+order), which the ``slim_parquet`` check ``ts_recv_ordered`` guarantees and this pass verifies.
+The kernels are compiled once per machine and cached beside this module (``cache=True``); a new
+process loads them on its first call, about 0.4 s.
 
 Events: a row belongs to the session when ``open <= ts_recv < close``; its bar is ``max((ts_recv
 - open - 1) // interval, 0)`` (right-closed bars; an event exactly at the open joins bar 0). A
