@@ -11,8 +11,10 @@ Steps, all in one in-memory DuckDB database per call:
    bars per symbol (``indicators.py``), in a thread beside steps 2 and 4;
 4. ``bar_timeframes``: the 1-min and 5-min core features, as of each bar's close
    (``families/timeframes.py``);
-5. features: every ``FEATURES`` expression over the join of the three (look-back windows
-   only), in two queries run side by side: those that call a window function, and the others;
+5. features, in two queries run side by side (look-back windows only): those that call a
+   window function and the others, each over ``bar_inputs`` joined with only those tables of
+   steps 3 and 4 whose columns it reads (the windowed ones read none, so they start as soon as
+   ``bar_inputs`` exists);
 6. labels: a separate query looking forward over ``bar_inputs`` (``labels.py``), in a thread
    beside steps 3-5.
 Each query runs on a cursor of its own, with one DuckDB thread.
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from hft_pipeline.config import FeatureSettings
 from hft_pipeline.features.bars import SlimSource, bar_table, read_slim_source
 from hft_pipeline.features.families.base import PREVIOUS_MID, FeatureSpec
 from hft_pipeline.features.families.timeframes import (
+    TIMEFRAME_FEATURES,
     TIMEFRAME_TABLE,
     timeframe_bars_sql,
     timeframe_join_sql,
@@ -92,6 +95,11 @@ _NS_PER_SECOND = 1_000_000_000
 # against 1.53-2.09 s for a busy day of 1-s bars, and less CPU).
 _ONE_THREAD_PER_QUERY = {"threads": 1}
 _WINDOW_CALL = re.compile(r"\bOVER\b", re.IGNORECASE)
+# The columns each table joined to bar_inputs for the features adds.
+_JOINED_COLUMNS = {
+    INDICATORS_TABLE: tuple(spec.name for spec in INDICATORS),
+    TIMEFRAME_TABLE: tuple(spec.name for spec in TIMEFRAME_FEATURES),
+}
 
 
 @dataclass(frozen=True)
@@ -154,23 +162,25 @@ def compute_day(
         day = {"session_date": session.day}
         windowed, pointwise = _split_by_window(features_at(bar_seconds))
         # DuckDB's window operators leave a core idle much of the time. Beside this cursor's
-        # work, threads run the numpy indicators and, each on a cursor of its own, the labels
-        # (they read bar_inputs only) and the features that call no window function.
+        # windowed features (they read bar_inputs only), threads run the numpy indicators and,
+        # each on a cursor of its own, the labels and the timeframes with the features that
+        # call no window function.
         with (
             connection.cursor() as labeller,
             connection.cursor() as pointwise_cursor,
-            ThreadPoolExecutor(max_workers=2) as background,
+            ThreadPoolExecutor(max_workers=3) as background,
         ):
             pending_indicators = background.submit(_indicators_table, all_bars)
             connection.register(ALL_BARS_TABLE, all_bars)
             connection.execute(_bar_inputs_sql())
             pending_labels = background.submit(_sorted, labeller, _labels_sql(settings), day)
-            for label, seconds in TIMEFRAMES:
-                connection.execute(timeframe_bars_sql(label, seconds, bar_seconds))
-            connection.execute(timeframe_join_sql())
-            _create_table(connection, INDICATORS_TABLE, pending_indicators.result())
             pending_pointwise = background.submit(
-                _sorted, pointwise_cursor, _features_sql(pointwise), day
+                _pointwise_features,
+                pointwise_cursor,
+                pending_indicators,
+                pointwise,
+                bar_seconds,
+                day,
             )
             features = _side_by_side(
                 _sorted(connection, _features_sql(windowed), day), pending_pointwise.result()
@@ -375,14 +385,35 @@ def _create_table(connection: duckdb.DuckDBPyConnection, name: str, table: pa.Ta
     connection.unregister("arrow_source")
 
 
+def _pointwise_features(
+    cursor: duckdb.DuckDBPyConnection,
+    pending_indicators: Future[pa.Table],
+    specs: tuple[FeatureSpec, ...],
+    bar_seconds: int,
+    params: Mapping[str, object],
+) -> pa.Table:
+    """Creates the timeframe and indicator tables, then returns the ``specs`` features."""
+    for label, seconds in TIMEFRAMES:
+        cursor.execute(timeframe_bars_sql(label, seconds, bar_seconds))
+    cursor.execute(timeframe_join_sql())
+    _create_table(cursor, INDICATORS_TABLE, pending_indicators.result())
+    return _sorted(cursor, _features_sql(specs), params)
+
+
 def _features_sql(specs: tuple[FeatureSpec, ...]) -> str:
+    """The ``specs`` features of the session's bars, over ``bar_inputs`` joined with the
+    indicator and timeframe tables whose columns they read (a join costs each feature query
+    a tenth of its time)."""
     columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in specs)
+    joins = " ".join(
+        f"JOIN {table} USING ({SYMBOL}, {BAR_INDEX})"
+        for table, names in _JOINED_COLUMNS.items()
+        if any(re.search(rf"\b{name}\b", spec.sql) for spec in specs for name in names)
+    )
     return f"""
         SELECT * EXCLUDE (session_part) FROM (
             SELECT {_key_columns_sql()}, session_part, {columns}
-            FROM bar_inputs
-            JOIN {INDICATORS_TABLE} USING ({SYMBOL}, {BAR_INDEX})
-            JOIN {TIMEFRAME_TABLE} USING ({SYMBOL}, {BAR_INDEX})
+            FROM bar_inputs {joins}
             WINDOW {BAR_WINDOW_SQL}
         )
         WHERE session_part = 1
