@@ -164,7 +164,7 @@ def _symbol_bars(
     integers |= {"trade_count", "volume", "buy_volume", "sell_volume", "session_volume"}
     return pa.table(
         {
-            "symbol": pa.array(np.full(bar_count, source.symbol)),
+            "symbol": pa.repeat(source.symbol, bar_count),
             "bar_index": pa.array(bar_index, pa.int32()),
             "ts": pa.array(ts),
             "session_fraction": (ts - session.open_ns) / (session.close_ns - session.open_ns),
@@ -182,9 +182,8 @@ def _symbol_bars(
 
 def _nullable(values: np.ndarray, type_: pa.DataType) -> pa.Array:
     """``values`` as an Arrow array of ``type_``, NaN as NULL."""
-    missing = np.isnan(values)
-    filled = np.where(missing, 0, values).astype(type_.to_pandas_dtype())
-    return pa.array(filled, type_, mask=missing)
+    nullable = pa.array(values, from_pandas=True)
+    return nullable if nullable.type == type_ else nullable.cast(type_)
 
 
 def _check_arguments(

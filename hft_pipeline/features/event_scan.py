@@ -174,16 +174,15 @@ class BarAccumulator:
         the closing book carried forward through bars without book events."""
         bar_numbers = np.arange(self.bar_count)
         source = np.maximum.accumulate(np.where(self.has_book, bar_numbers, -1))
-        closing = {
-            column: values
-            for pair, prices, sizes in zip(
-                self.book_fields, self.closing_prices, self.closing_sizes, strict=True
-            )
-            for column, values in zip(pair, (prices, sizes), strict=True)
-        }
+        # One gather per array (levels x bars), not one per column.
+        prices, sizes = (
+            values[:, np.maximum(source, 0)] for values in (self.closing_prices, self.closing_sizes)
+        )
+        prices[:, source < 0] = sizes[:, source < 0] = np.nan
         carried = {
-            column: np.where(source >= 0, values[np.maximum(source, 0)], np.nan)
-            for column, values in closing.items()
+            column: values
+            for pair, *level in zip(self.book_fields, prices, sizes, strict=True)
+            for column, values in zip(pair, level, strict=True)
         }
         mid = (carried["bid_px_00"] + carried["ask_px_00"]) / 2
         sums = dict(zip(_SUM_NAMES, self.sums, strict=True))
