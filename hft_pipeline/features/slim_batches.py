@@ -95,15 +95,17 @@ def _may_hold_session(statistics: pq.Statistics | None, session: Session) -> boo
 def _check_order(path: Path, ts: np.ndarray, last_ts: int | None, row_offset: int) -> None:
     """Raises when ``ts`` (the batch starting at row ``row_offset`` of the rows read) goes back
     in time, within itself or from ``last_ts``, the previous batch's last value."""
-    if last_ts is None:
-        joined, first_row = ts, row_offset
-    else:
-        joined, first_row = np.r_[last_ts, ts], row_offset - 1
-    backwards = np.flatnonzero(joined[1:] < joined[:-1])
+    if last_ts is not None and ts.size and ts[0] < last_ts:
+        _raise_backwards(path, last_ts, ts[0], row_offset)
+    backwards = np.flatnonzero(ts[1:] < ts[:-1])
     if backwards.size:
         at = backwards[0]
-        raise ValueError(
-            f"{path}: ts_recv goes back from {joined[at]} to {joined[at + 1]} at row "
-            f"{first_row + at + 1} of the row groups read; SLIM rows must be in ts_recv order, "
-            "re-materialize its slim_parquet partition (check ts_recv_ordered)"
-        )
+        _raise_backwards(path, ts[at], ts[at + 1], row_offset + at + 1)
+
+
+def _raise_backwards(path: Path, before: int, after: int, row: int) -> None:
+    raise ValueError(
+        f"{path}: ts_recv goes back from {before} to {after} at row {row} of the row groups "
+        "read; SLIM rows must be in ts_recv order, re-materialize its slim_parquet partition "
+        "(check ts_recv_ordered)"
+    )

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hft_pipeline.features.bars import build_bars
+from hft_pipeline.features.slim_batches import EVENT_BATCH_ROWS
 from hft_pipeline.partitions import Session, TradingCalendar
 from hft_pipeline_tests.features.slim_builders import (
     DAY,
@@ -138,12 +139,20 @@ def test_build_bars_batches_of_one_row_and_small_row_groups_give_the_same_bars(t
     assert pc.sum(whole["trade_count"]).as_py() > 0
 
 
-def test_build_bars_rows_out_of_ts_recv_order_raise_naming_file_and_check(tmp_path):
+@pytest.mark.parametrize(
+    "batch_rows", [EVENT_BATCH_ROWS, 1], ids=["within a batch", "across batches"]
+)
+def test_build_bars_rows_out_of_ts_recv_order_raise_naming_file_row_and_check(tmp_path, batch_rows):
     rows = [
+        book_event(OPEN_NS + 1 * NS, [(100.00, 1)], [(100.25, 1)]),
         book_event(OPEN_NS + 3 * NS, [(100.00, 1)], [(100.25, 1)]),
         book_event(OPEN_NS + 2 * NS, [(100.25, 1)], [(100.50, 1)]),
     ]
     path = write_slim(tmp_path / "es.parquet", slim_table(rows))
 
-    with pytest.raises(ValueError, match="es.parquet: ts_recv goes back.*ts_recv_ordered"):
-        build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5)
+    with pytest.raises(
+        ValueError,
+        match=f"es.parquet: ts_recv goes back from {OPEN_NS + 3 * NS} to {OPEN_NS + 2 * NS} "
+        "at row 2 .*ts_recv_ordered",
+    ):
+        build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5, batch_rows=batch_rows)
