@@ -127,8 +127,8 @@ def bar_table(
     book_levels : int, default BOOK_DEPTH
         Book levels per side kept in the bars (at most the SLIM file's 10).
     batch_rows : int, default EVENT_BATCH_ROWS
-        SLIM rows folded at a time. The event pass holds three decoded row groups at most
-        (``slim_batches.py``; the SLIM writer's are ``ROW_GROUP_ROWS`` rows).
+        SLIM rows folded at a time. The event pass holds two decoded row groups at most, one
+        per worker thread (``slim_batches.py``; the SLIM writer's are ``ROW_GROUP_ROWS`` rows).
     """
     _check_arguments(sources, session, bar_seconds, book_levels)
     return pa.concat_tables(

@@ -1,17 +1,19 @@
 """One symbol's SLIM events -> the per-bar event columns of ``bars.py``, in one streaming pass.
 
-The file is read as Arrow record batches of ``batch_rows`` rows and only the columns used
-(``slim_batches.py``), the next row groups decoded in worker threads while this batch is folded.
-Each batch is folded into the day's per-bar arrays by compiled loops (numba, ``nogil``): one
+The file's row groups are decoded and folded two at a time in worker threads
+(``slim_batches.py``), each into a ``BarAccumulator`` of the bars it touches, which the caller
+adds in file order into the session's. Folding is done by compiled loops (numba, ``nogil``): one
 over the rows for the bar numbers and the trades, one per order-flow level, one for each bar's
 closing book event. A vectorized numpy fold made some 150 passes over every batch (one per
 operation and column) and was the larger half of a busy day's feature computation. Rows are
-folded one at a time in file order, so the sums do not depend on how the file is cut into
-batches. Memory is bounded by three decoded row groups plus arrays of one value per bar,
-whatever the day's size, and no step sorts: SLIM rows are in ``ts_recv`` order (ties in file
-order), which the ``slim_parquet`` check ``ts_recv_ordered`` guarantees and this pass verifies.
-The kernels are compiled once per machine and cached beside this module (``cache=True``); a new
-process loads them on its first call, about 0.4 s.
+folded one at a time in file order within a row group, and the groups' sums are added in file
+order, so the bars depend on the file only, not on how it is read (batches, threads). The
+order-flow term of a group's first book event, whose previous book event is in the group before,
+is added when the groups are. Memory is bounded by two decoded row groups plus arrays of one
+value per bar, whatever the day's size, and no step sorts: SLIM rows are in ``ts_recv`` order
+(ties in file order), which the ``slim_parquet`` check ``ts_recv_ordered`` guarantees and this
+pass verifies. The kernels are compiled once per machine and cached beside this module
+(``cache=True``); a new process loads them on its first call, about 0.4 s.
 
 Events: a row belongs to the session when ``open <= ts_recv < close``; its bar is ``max((ts_recv
 - open - 1) // interval, 0)`` (right-closed bars; an event exactly at the open joins bar 0). A
@@ -34,6 +36,7 @@ levels as 0; both NaN in a bar without book events.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numba
@@ -41,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hft_pipeline.features.slim_batches import EVENT_BATCH_ROWS, ordered_batches
+from hft_pipeline.features.slim_batches import EVENT_BATCH_ROWS, fold_row_groups
 from hft_pipeline.partitions import Session
 
 _SIDES = ("bid", "ask")
@@ -88,20 +91,25 @@ def book_columns(book_levels: int) -> list[tuple[str, str]]:
 
 
 class BarAccumulator:
-    """Per-bar aggregates of one symbol's session, folded batch by batch in time order.
+    """Per-bar aggregates of bars ``first_bar .. first_bar + bar_count - 1`` of one symbol's
+    session: folded from a row group's rows in time order (``fold``), or added up from such
+    folds in file order (``add``).
 
     Parameters
     ----------
     bar_count : int
-        Bars of the session.
+        Bars covered.
     book_levels : int
         Levels per side kept in the bar's closing book.
     ofi_levels : int
         Levels summed by ``ofi_flow_multi`` and ``ofi_depth_multi`` (at most ``book_levels``).
+    first_bar : int, default 0
+        Session bar number of the first bar covered.
     """
 
-    def __init__(self, bar_count: int, book_levels: int, ofi_levels: int) -> None:
+    def __init__(self, bar_count: int, book_levels: int, ofi_levels: int, first_bar: int = 0):
         self.bar_count = bar_count
+        self.first_bar = first_bar
         self.book_levels = book_levels
         self.book_fields = book_columns(book_levels)
         self.ofi_levels = ofi_levels
@@ -113,12 +121,26 @@ class BarAccumulator:
         self.closing_prices = np.full((len(self.book_fields), bar_count), np.nan)
         self.closing_sizes = np.full((len(self.book_fields), bar_count), np.nan)
         self.has_book = np.zeros(bar_count, dtype=bool)
-        # Per order-flow level, the last book event folded (``_LEVEL_STATE``), against which
-        # the next one's terms are taken; before the first, every level is empty.
+        # Per order-flow level, the last book event folded or added (``_LEVEL_STATE``), against
+        # which the next one's terms are taken. Before the first, every level is empty in
+        # a session's accumulator, and unknown (NaN) in a row group's: its first book event's
+        # terms wait in ``first_levels`` (and its bar in ``first_book_bar``) for ``add``.
         self.previous_levels = np.zeros((ofi_levels, len(_LEVEL_STATE)))
+        self.first_levels = np.full((ofi_levels, len(_LEVEL_STATE)), np.nan)
+        self.first_book_bar = -1
+
+    @classmethod
+    def of_rows(
+        cls, first_bar: int, last_bar: int, book_levels: int, ofi_levels: int
+    ) -> BarAccumulator:
+        """An empty accumulator of the session bars ``first_bar..last_bar`` for a row group's
+        rows, whose book events before them are unknown."""
+        rows = cls(last_bar - first_bar + 1, book_levels, ofi_levels, first_bar)
+        rows.previous_levels[:] = np.nan
+        return rows
 
     def fold(self, events: pa.RecordBatch, open_ns: int, interval_ns: int) -> None:
-        """Adds ``events``, the session's next rows in time order."""
+        """Adds ``events``, the next rows in time order, all in this accumulator's bars."""
         # trade_side is read dictionary-encoded (``scan_bar_events``): its codes, compared with
         # those of "B" and "A", cost a fraction of comparing strings.
         side = events.column("trade_side")
@@ -128,6 +150,7 @@ class BarAccumulator:
             events.column("ts_recv").to_numpy(),
             open_ns,
             interval_ns,
+            self.first_bar,
             _prices(events.column("trade_px")),
             _sizes(events.column("trade_sz")),
             side_codes,
@@ -136,6 +159,8 @@ class BarAccumulator:
             self.sums,
         )
         is_book = _is_book(events)
+        if self.first_book_bar < 0 and is_book.any():
+            self.first_book_bar = self.first_bar + int(bars[np.argmax(is_book)])
         # Prices and sizes of every kept level, bids then asks, converted once per batch.
         levels = [
             (_prices(events.column(price)), _sizes(events.column(size)))
@@ -152,6 +177,7 @@ class BarAccumulator:
                 *ask,
                 level == 0,
                 self.previous_levels[level],
+                self.first_levels[level],
                 self.sums,
                 self.mids,
             )
@@ -168,6 +194,31 @@ class BarAccumulator:
                     self.closing_prices[level],
                     self.closing_sizes[level],
                 )
+
+    def add(self, later: BarAccumulator) -> None:
+        """Adds ``later``, the fold of the rows that follow those folded or added so far."""
+        if later.first_book_bar >= 0:
+            _add_first_flow(
+                self.previous_levels,
+                later.first_levels,
+                self.sums,
+                later.first_book_bar - self.first_bar,
+            )
+            self.previous_levels[:] = later.previous_levels
+        start = later.first_bar - self.first_bar
+        bars = slice(start, start + later.bar_count)
+        self.sums[:, bars] += later.sums
+        first, high, low = self.mids[:, bars]
+        later_first, later_high, later_low = later.mids
+        first[:] = np.where(np.isnan(first), later_first, first)
+        np.fmax(high, later_high, out=high)
+        np.fmin(low, later_low, out=low)
+        for closing, later_closing in (
+            (self.closing_prices, later.closing_prices),
+            (self.closing_sizes, later.closing_sizes),
+        ):
+            closing[:, bars][:, later.has_book] = later_closing[:, later.has_book]
+        self.has_book[bars] |= later.has_book
 
     def columns(self) -> dict[str, np.ndarray]:
         """The per-bar event columns of ``bars.py``, float64 with NaN where NULL (counts too):
@@ -216,23 +267,58 @@ def scan_bar_events(
     accumulator: BarAccumulator,
     batch_rows: int = EVENT_BATCH_ROWS,
 ) -> BarAccumulator:
-    """Folds every session event of the SLIM file ``path`` into ``accumulator`` and returns it.
+    """Adds every session event of the SLIM file ``path`` to ``accumulator``, a session's (first
+    bar 0, every book level empty before), and returns it.
 
     Raises
     ------
     ValueError
-        When ``ts_recv`` goes back in time from one row to the next (``ordered_batches``).
+        When ``ts_recv`` goes back in time from one row to the next (``fold_row_groups``).
     """
     # The best level decides whether a row carries book state, whatever the levels kept.
     book = [*_BEST_LEVEL, *(column for pair in accumulator.book_fields for column in pair)]
     columns = ["ts_recv", "trade_px", "trade_sz", "trade_side", *dict.fromkeys(book)]
-    for batch in ordered_batches(path, session, columns, batch_rows, dictionaries=["trade_side"]):
-        ts = batch.column("ts_recv").to_numpy()
-        # Rows are in time order, so the session's rows of a batch are one slice.
-        start, stop = np.searchsorted(ts, [session.open_ns, session.close_ns])
-        if stop > start:
-            accumulator.fold(batch.slice(start, stop - start), session.open_ns, interval_ns)
+    fold = partial(
+        _fold_rows,
+        session=session,
+        interval_ns=interval_ns,
+        book_levels=accumulator.book_levels,
+        ofi_levels=accumulator.ofi_levels,
+    )
+    for rows in fold_row_groups(
+        path, session, columns, fold, batch_rows, dictionaries=["trade_side"]
+    ):
+        if rows is not None:
+            accumulator.add(rows)
     return accumulator
+
+
+def _fold_rows(
+    batches: list[pa.RecordBatch],
+    session: Session,
+    interval_ns: int,
+    book_levels: int,
+    ofi_levels: int,
+) -> BarAccumulator | None:
+    """The fold of ``batches``, a row group's rows in the session, in time order; None when
+    there are none."""
+    if not batches:
+        return None
+    first_ts, last_ts = (batches[0]["ts_recv"][0], batches[-1]["ts_recv"][-1])
+    rows = BarAccumulator.of_rows(
+        *(_bar_number(ts.as_py(), session.open_ns, interval_ns) for ts in (first_ts, last_ts)),
+        book_levels,
+        ofi_levels,
+    )
+    for batch in batches:
+        rows.fold(batch, session.open_ns, interval_ns)
+    return rows
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bar_number(ts, open_ns, interval_ns):  # pragma: no cover - compiled
+    """The session bar of an event at ``ts`` (module docstring)."""
+    return max((ts - open_ns - 1) // interval_ns, 0)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -241,15 +327,42 @@ def _is_filled(price, size):  # pragma: no cover - compiled
     return size > 0 and np.isfinite(price)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _flow_term(
+    bid_price,
+    bid_size,
+    bid_filled,
+    ask_price,
+    ask_size,
+    ask_filled,
+    last_bid_price,
+    last_bid_size,
+    last_bid_filled,
+    last_ask_price,
+    last_ask_size,
+    last_ask_filled,
+):  # pragma: no cover - compiled
+    """One level's order-flow term e_m of a book event against that level's state at the book
+    event before (``last_``); 0 where undefined (module docstring)."""
+    if not (bid_filled and ask_filled and last_bid_filled and last_ask_filled):
+        return 0.0
+    return (
+        bid_size * (bid_price >= last_bid_price)
+        - last_bid_size * (bid_price <= last_bid_price)
+        - ask_size * (ask_price <= last_ask_price)
+        + last_ask_size * (ask_price >= last_ask_price)
+    )
+
+
 @numba.njit(cache=True, nogil=True)
 def _fold_trades(
-    ts, open_ns, interval_ns, prices, sizes, side_codes, buyer, seller, sums
+    ts, open_ns, interval_ns, first_bar, prices, sizes, side_codes, buyer, seller, sums
 ):  # pragma: no cover - compiled; covered through build_bars by the bar tests
     """Adds each trade to its bar's trade sums (aggressor volume by the dictionary codes of
-    "B" and "A", -1 where absent); returns the bar of every row."""
+    "B" and "A", -1 where absent); returns the bar of every row, counted from ``first_bar``."""
     bars = np.empty(ts.size, dtype=np.int64)
     for row in range(ts.size):
-        bar = max((ts[row] - open_ns - 1) // interval_ns, 0)
+        bar = _bar_number(ts[row], open_ns, interval_ns) - first_bar
         bars[row] = bar
         size, price = sizes[row], prices[row]
         if size > 0 and np.isfinite(price):
@@ -265,11 +378,22 @@ def _fold_trades(
 
 @numba.njit(cache=True, nogil=True)
 def _fold_level_flow(
-    bars, is_book, bid_prices, bid_sizes, ask_prices, ask_sizes, is_best, previous, sums, mids
+    bars,
+    is_book,
+    bid_prices,
+    bid_sizes,
+    ask_prices,
+    ask_sizes,
+    is_best,
+    previous,
+    first,
+    sums,
+    mids,
 ):  # pragma: no cover - compiled
     """Adds one level's order-flow term and depth of each book event to its bar (and, for the
     best level, the mid extremes), against ``previous``, that level's last book event before
-    these rows, which it leaves at their last one."""
+    these rows, which it leaves at their last one. Where ``previous`` is unknown (NaN), the
+    first book event's state goes to ``first`` instead of a term (``_add_first_flow``)."""
     (
         last_bid_price,
         last_bid_size,
@@ -278,6 +402,7 @@ def _fold_level_flow(
         last_ask_size,
         last_ask_filled,
     ) = previous
+    unknown = np.isnan(last_bid_filled)
     for row in range(bars.size):
         if not is_book[row]:
             continue
@@ -288,12 +413,30 @@ def _fold_level_flow(
         bid_size = float(bid_sizes[row]) if bid_filled else 0.0
         ask_size = float(ask_sizes[row]) if ask_filled else 0.0
         term = 0.0
-        if bid_filled and ask_filled and last_bid_filled and last_ask_filled:
-            term = (
-                bid_size * (bid_price >= last_bid_price)
-                - last_bid_size * (bid_price <= last_bid_price)
-                - ask_size * (ask_price <= last_ask_price)
-                + last_ask_size * (ask_price >= last_ask_price)
+        if unknown:
+            first[:] = (
+                bid_price,
+                bid_size,
+                1.0 if bid_filled else 0.0,
+                ask_price,
+                ask_size,
+                1.0 if ask_filled else 0.0,
+            )
+            unknown = False
+        else:
+            term = _flow_term(
+                bid_price,
+                bid_size,
+                bid_filled,
+                ask_price,
+                ask_size,
+                ask_filled,
+                last_bid_price,
+                last_bid_size,
+                last_bid_filled,
+                last_ask_price,
+                last_ask_size,
+                last_ask_filled,
             )
         sums[_OFI_FLOW_MULTI, bar] += term
         sums[_DEPTH_MULTI, bar] += bid_size + ask_size
@@ -318,6 +461,39 @@ def _fold_level_flow(
         last_ask_size,
         last_ask_filled,
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_first_flow(previous_levels, first_levels, sums, bar):  # pragma: no cover - compiled
+    """Adds the order-flow terms of a row group's first book event (``first_levels``, one state
+    per level) against ``previous_levels``, the book event before it, to ``bar``."""
+    for level in range(first_levels.shape[0]):
+        bid_price, bid_size, bid_filled, ask_price, ask_size, ask_filled = first_levels[level]
+        (
+            last_bid_price,
+            last_bid_size,
+            last_bid_filled,
+            last_ask_price,
+            last_ask_size,
+            last_ask_filled,
+        ) = previous_levels[level]
+        term = _flow_term(
+            bid_price,
+            bid_size,
+            bid_filled,
+            ask_price,
+            ask_size,
+            ask_filled,
+            last_bid_price,
+            last_bid_size,
+            last_bid_filled,
+            last_ask_price,
+            last_ask_size,
+            last_ask_filled,
+        )
+        sums[_OFI_FLOW_MULTI, bar] += term
+        if level == 0:
+            sums[_OFI_FLOW_1, bar] += term
 
 
 @numba.njit(cache=True, nogil=True)

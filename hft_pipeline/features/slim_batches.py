@@ -1,18 +1,22 @@
-"""One SLIM file as time-ordered Arrow record batches of the row groups a session needs.
+"""One SLIM file's row groups of a session, each decoded and folded in a worker thread.
 
 The reader behind ``event_scan.py``: only the columns asked for, only the row groups whose
-``ts_recv`` statistics overlap the session, the next row groups decoded in worker threads while
-the caller works on this one, and every batch checked to continue the ``ts_recv`` order (which the
-``slim_parquet`` check ``ts_recv_ordered`` guarantees upstream; the fold relies on it).
+``ts_recv`` statistics overlap the session, each decoded and handed (as Arrow record batches of
+its rows inside the session) to the caller's fold in a worker thread, the results returned in
+file order. Every row is checked to continue the ``ts_recv`` order (which the ``slim_parquet``
+check ``ts_recv_ordered`` guarantees upstream; the fold relies on it).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -21,22 +25,42 @@ import pyarrow.parquet as pq
 from hft_pipeline.ingest.slim_spill import ROW_GROUP_ROWS
 from hft_pipeline.partitions import Session
 
-# Row groups decoded at once, each by its own worker thread: one per core of the project
-# machines, so that with the caller's fold both cores stay busy.
-_DECODERS = 2
+# Row groups decoded and folded at once, each by its own worker thread: one per core of the
+# project machines. The parquet decoder and the compiled folds release the GIL.
+_WORKERS = 2
+# Row groups in flight: besides those being worked on, finished ones wait as folded results
+# (one value per bar they touch), so that a worker never waits for the caller.
+_IN_FLIGHT = 2 * _WORKERS
 # Rows per record batch: one row group of the SLIM writer, about 50 MB of decoded columns.
 EVENT_BATCH_ROWS = ROW_GROUP_ROWS
 
+Folded = TypeVar("Folded")
 
-def ordered_batches(
+
+@dataclass(frozen=True)
+class _FoldedGroup(Generic[Folded]):
+    """A row group's fold, with its first and last ``ts_recv`` and its first row's number among
+    the rows read, to check the order across groups."""
+
+    value: Folded
+    first_ts: int | None
+    last_ts: int | None
+    first_row: int
+
+
+def fold_row_groups(
     path: Path,
     session: Session,
     columns: list[str],
+    fold: Callable[[list[pa.RecordBatch]], Folded],
     batch_rows: int = EVENT_BATCH_ROWS,
     dictionaries: Sequence[str] = (),
-) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``columns`` (``ts_recv`` among them) of the row groups of ``path`` that
-    may hold rows of ``session``, in file order; the ``dictionaries`` columns dictionary-encoded.
+) -> Iterator[Folded]:
+    """``fold(batches)`` of each row group of ``path`` that may hold rows of ``session``, in file
+    order; ``batches`` are the group's rows with ``session.open_ns <= ts_recv <
+    session.close_ns``, in record batches of at most ``batch_rows`` rows of ``columns``
+    (``ts_recv`` among them; the ``dictionaries`` columns dictionary-encoded), an empty list
+    when it has none. Memory: ``_WORKERS`` decoded row groups and ``_IN_FLIGHT`` folds.
 
     Raises
     ------
@@ -50,40 +74,41 @@ def ordered_batches(
         for group in range(file.metadata.num_row_groups)
         if _may_hold_session(file.metadata.row_group(group).column(position).statistics, session)
     ]
-    last_ts: int | None = None
-    row_offset = 0
-    for group in _decoded_groups(path, kept, columns, dictionaries):
-        for batch in group.to_batches(max_chunksize=batch_rows):
-            ts = batch.column("ts_recv").to_numpy()
-            _check_order(path, ts, last_ts, row_offset)
-            if ts.size:
-                last_ts, row_offset = int(ts[-1]), row_offset + ts.size
-            yield batch
-
-
-def _decoded_groups(
-    path: Path, groups: list[int], columns: list[str], dictionaries: Sequence[str]
-) -> Iterator[pa.Table]:
-    """The row groups ``groups`` of ``path``, in order, decoded ``_DECODERS`` at a time in
-    worker threads while the caller works on the one before. The parquet decoder releases the
-    GIL, so on two cores decoding and folding overlap; each worker decodes whole row groups on
-    its own (Arrow's own thread pool spent a fifth more CPU on the same decode), with its own
-    file handle."""
+    first_rows = accumulate((file.metadata.row_group(group).num_rows for group in kept), initial=0)
     local = threading.local()
 
-    def decode(group: int) -> pa.Table:
+    def decode_and_fold(group: int, first_row: int) -> _FoldedGroup[Folded]:
         if not hasattr(local, "file"):
             local.file = pq.ParquetFile(path, read_dictionary=dictionaries)
-        return local.file.read_row_group(group, columns=columns, use_threads=False)
+        rows = local.file.read_row_group(group, columns=columns, use_threads=False)
+        ts = rows.column("ts_recv").to_numpy()
+        _check_order(path, ts, first_row)
+        start, stop = np.searchsorted(ts, [session.open_ns, session.close_ns])
+        batches = rows.slice(start, stop - start).to_batches(max_chunksize=batch_rows)
+        value = fold([batch for batch in batches if batch.num_rows])
+        first_ts, last_ts = (int(ts[0]), int(ts[-1])) if ts.size else (None, None)
+        return _FoldedGroup(value, first_ts, last_ts, first_row)
 
-    with ThreadPoolExecutor(max_workers=_DECODERS) as decoders:
-        pending = deque(decoders.submit(decode, group) for group in groups[:_DECODERS])
-        for group in groups[_DECODERS:]:
-            decoded = pending.popleft().result()
-            pending.append(decoders.submit(decode, group))
-            yield decoded
+    last_ts: int | None = None
+    with ThreadPoolExecutor(max_workers=_WORKERS) as workers:
+        pending: deque = deque()
+        for group, first_row in zip(kept, first_rows, strict=False):
+            pending.append(workers.submit(decode_and_fold, group, first_row))
+            if len(pending) == _IN_FLIGHT:
+                last_ts = yield from _in_order(path, pending.popleft().result(), last_ts)
         while pending:
-            yield pending.popleft().result()
+            last_ts = yield from _in_order(path, pending.popleft().result(), last_ts)
+
+
+def _in_order(path: Path, folded: _FoldedGroup[Folded], last_ts: int | None) -> Iterator[Folded]:
+    """Yields ``folded.value`` once its group is checked to start at or after ``last_ts``, the
+    last ``ts_recv`` of the groups before; returns the last ``ts_recv`` so far."""
+    if folded.first_ts is None:
+        return last_ts
+    if last_ts is not None and folded.first_ts < last_ts:
+        _raise_backwards(path, last_ts, folded.first_ts, folded.first_row)
+    yield folded.value
+    return folded.last_ts
 
 
 def _may_hold_session(statistics: pq.Statistics | None, session: Session) -> bool:
@@ -92,15 +117,12 @@ def _may_hold_session(statistics: pq.Statistics | None, session: Session) -> boo
     return statistics.max >= session.open_ns and statistics.min < session.close_ns
 
 
-def _check_order(path: Path, ts: np.ndarray, last_ts: int | None, row_offset: int) -> None:
-    """Raises when ``ts`` (the batch starting at row ``row_offset`` of the rows read) goes back
-    in time, within itself or from ``last_ts``, the previous batch's last value."""
-    if last_ts is not None and ts.size and ts[0] < last_ts:
-        _raise_backwards(path, last_ts, ts[0], row_offset)
+def _check_order(path: Path, ts: np.ndarray, first_row: int) -> None:
+    """Raises when ``ts``, the rows read from row ``first_row`` on, goes back in time."""
     backwards = np.flatnonzero(ts[1:] < ts[:-1])
     if backwards.size:
         at = backwards[0]
-        _raise_backwards(path, ts[at], ts[at + 1], row_offset + at + 1)
+        _raise_backwards(path, ts[at], ts[at + 1], first_row + at + 1)
 
 
 def _raise_backwards(path: Path, before: int, after: int, row: int) -> None:

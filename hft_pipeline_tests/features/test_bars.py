@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from hft_pipeline.features.bars import build_bars
-from hft_pipeline.features.slim_batches import EVENT_BATCH_ROWS
 from hft_pipeline.partitions import Session, TradingCalendar
 from hft_pipeline_tests.features.slim_builders import (
     DAY,
@@ -140,19 +139,37 @@ def test_build_bars_batches_of_one_row_and_small_row_groups_give_the_same_bars(t
 
 
 @pytest.mark.parametrize(
-    "batch_rows", [EVENT_BATCH_ROWS, 1], ids=["within a batch", "across batches"]
+    "row_group_size", [None, 1], ids=["within a row group", "across row groups"]
 )
-def test_build_bars_rows_out_of_ts_recv_order_raise_naming_file_row_and_check(tmp_path, batch_rows):
+def test_build_bars_rows_out_of_ts_recv_order_raise_naming_file_row_and_check(
+    tmp_path, row_group_size
+):
     rows = [
         book_event(OPEN_NS + 1 * NS, [(100.00, 1)], [(100.25, 1)]),
         book_event(OPEN_NS + 3 * NS, [(100.00, 1)], [(100.25, 1)]),
         book_event(OPEN_NS + 2 * NS, [(100.25, 1)], [(100.50, 1)]),
     ]
-    path = write_slim(tmp_path / "es.parquet", slim_table(rows))
+    path = write_slim(tmp_path / "es.parquet", slim_table(rows), row_group_size=row_group_size)
 
     with pytest.raises(
         ValueError,
         match=f"es.parquet: ts_recv goes back from {OPEN_NS + 3 * NS} to {OPEN_NS + 2 * NS} "
         "at row 2 .*ts_recv_ordered",
     ):
-        build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5, batch_rows=batch_rows)
+        build_bars({"ES": path}, SHORT_SESSION, bar_seconds=5)
+
+
+def test_build_bars_row_groups_folded_apart_add_up_to_the_bars_of_one_row_group(tmp_path):
+    # Each row group is folded on its own and the folds added in file order: the order flow of
+    # a group's first book event is taken against the last one of the group before, a bar's
+    # first mid, extremes and closing book span groups. Prices on the tick grid add up exactly.
+    table = random_slim_table(11, 600, SHORT_SESSION, levels=10)
+    one_group = write_slim(tmp_path / "one.parquet", table)
+    groups_of_7 = write_slim(tmp_path / "sevens.parquet", table, row_group_size=7)
+
+    whole = build_bars({"ES": one_group}, SHORT_SESSION, bar_seconds=5)
+    added = build_bars({"ES": groups_of_7}, SHORT_SESSION, bar_seconds=5)
+
+    assert pq.ParquetFile(groups_of_7).metadata.num_row_groups > 50
+    assert added.equals(whole)
+    assert pc.sum(pc.abs(whole["ofi_flow_multi"])).as_py() > 0
