@@ -77,8 +77,9 @@ _SUM_NAMES = (
 ) = range(len(_SUM_NAMES))
 # Rows of BarAccumulator.mids.
 _FIRST_MID, _HIGH_MID, _LOW_MID = range(3)
-# What BarAccumulator keeps of one order-flow level's last book event (filled: 0 or 1).
-_LEVEL_STATE = ("bid_price", "bid_size", "bid_filled", "ask_price", "ask_size", "ask_filled")
+# What BarAccumulator keeps of one order-flow level's last book event; a side's size is 0 where
+# it is empty, so a size > 0 says the side is filled.
+_LEVEL_STATE = ("bid_price", "bid_size", "ask_price", "ask_size")
 
 
 def book_columns(book_levels: int) -> list[tuple[str, str]]:
@@ -328,23 +329,19 @@ def _is_filled(price, size):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _flow_term(
-    bid_price,
-    bid_size,
-    bid_filled,
-    ask_price,
-    ask_size,
-    ask_filled,
-    last_bid_price,
-    last_bid_size,
-    last_bid_filled,
-    last_ask_price,
-    last_ask_size,
-    last_ask_filled,
-):  # pragma: no cover - compiled
-    """One level's order-flow term e_m of a book event against that level's state at the book
-    event before (``last_``); 0 where undefined (module docstring)."""
-    if not (bid_filled and ask_filled and last_bid_filled and last_ask_filled):
+def _level_state(values):  # pragma: no cover - compiled
+    """A level's state (``_LEVEL_STATE``) kept in an array, as a tuple."""
+    return (values[0], values[1], values[2], values[3])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _flow_term(state, last):  # pragma: no cover - compiled
+    """One level's order-flow term e_m of a book event in ``state`` against ``last``, that
+    level's state at the book event before (``_LEVEL_STATE``); 0 where undefined (module
+    docstring)."""
+    bid_price, bid_size, ask_price, ask_size = state
+    last_bid_price, last_bid_size, last_ask_price, last_ask_size = last
+    if not (bid_size > 0 and ask_size > 0 and last_bid_size > 0 and last_ask_size > 0):
         return 0.0
     return (
         bid_size * (bid_price >= last_bid_price)
@@ -394,15 +391,8 @@ def _fold_level_flow(
     best level, the mid extremes), against ``previous``, that level's last book event before
     these rows, which it leaves at their last one. Where ``previous`` is unknown (NaN), the
     first book event's state goes to ``first`` instead of a term (``_add_first_flow``)."""
-    (
-        last_bid_price,
-        last_bid_size,
-        last_bid_filled,
-        last_ask_price,
-        last_ask_size,
-        last_ask_filled,
-    ) = previous
-    unknown = np.isnan(last_bid_filled)
+    last = _level_state(previous)
+    unknown = np.isnan(last[1])
     for row in range(bars.size):
         if not is_book[row]:
             continue
@@ -412,32 +402,13 @@ def _fold_level_flow(
         ask_filled = _is_filled(ask_price, ask_sizes[row])
         bid_size = float(bid_sizes[row]) if bid_filled else 0.0
         ask_size = float(ask_sizes[row]) if ask_filled else 0.0
+        state = (bid_price, bid_size, ask_price, ask_size)
         term = 0.0
         if unknown:
-            first[:] = (
-                bid_price,
-                bid_size,
-                1.0 if bid_filled else 0.0,
-                ask_price,
-                ask_size,
-                1.0 if ask_filled else 0.0,
-            )
+            first[:] = state
             unknown = False
         else:
-            term = _flow_term(
-                bid_price,
-                bid_size,
-                bid_filled,
-                ask_price,
-                ask_size,
-                ask_filled,
-                last_bid_price,
-                last_bid_size,
-                last_bid_filled,
-                last_ask_price,
-                last_ask_size,
-                last_ask_filled,
-            )
+            term = _flow_term(state, last)
         sums[_OFI_FLOW_MULTI, bar] += term
         sums[_DEPTH_MULTI, bar] += bid_size + ask_size
         if is_best:
@@ -451,16 +422,8 @@ def _fold_level_flow(
                     mids[_HIGH_MID, bar] = mid
                 if not mid >= mids[_LOW_MID, bar]:
                     mids[_LOW_MID, bar] = mid
-        last_bid_price, last_bid_size, last_bid_filled = bid_price, bid_size, bid_filled
-        last_ask_price, last_ask_size, last_ask_filled = ask_price, ask_size, ask_filled
-    previous[:] = (
-        last_bid_price,
-        last_bid_size,
-        last_bid_filled,
-        last_ask_price,
-        last_ask_size,
-        last_ask_filled,
-    )
+        last = state
+    previous[:] = last
 
 
 @numba.njit(cache=True, nogil=True)
@@ -468,29 +431,7 @@ def _add_first_flow(previous_levels, first_levels, sums, bar):  # pragma: no cov
     """Adds the order-flow terms of a row group's first book event (``first_levels``, one state
     per level) against ``previous_levels``, the book event before it, to ``bar``."""
     for level in range(first_levels.shape[0]):
-        bid_price, bid_size, bid_filled, ask_price, ask_size, ask_filled = first_levels[level]
-        (
-            last_bid_price,
-            last_bid_size,
-            last_bid_filled,
-            last_ask_price,
-            last_ask_size,
-            last_ask_filled,
-        ) = previous_levels[level]
-        term = _flow_term(
-            bid_price,
-            bid_size,
-            bid_filled,
-            ask_price,
-            ask_size,
-            ask_filled,
-            last_bid_price,
-            last_bid_size,
-            last_bid_filled,
-            last_ask_price,
-            last_ask_size,
-            last_ask_filled,
-        )
+        term = _flow_term(_level_state(first_levels[level]), _level_state(previous_levels[level]))
         sums[_OFI_FLOW_MULTI, bar] += term
         if level == 0:
             sums[_OFI_FLOW_1, bar] += term
