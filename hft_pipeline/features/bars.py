@@ -27,7 +27,8 @@ up the features, from the tail's first bar), and the order-flow inputs ``ofi_flo
 book events) over ``OFI_LEVELS`` levels.
 
 The events are read (``slim_batches.py``) and folded into bars by ``event_scan.py`` (one
-streaming compiled pass per file, which also defines the order-flow inputs); this module lays
+streaming pass per file, in the compiled loops of ``fold_kernels.py``, which also defines the
+order-flow inputs); this module lays
 the grid and returns the bars as an Arrow table (``compute.py`` hands it to DuckDB).
 """
 
