@@ -4,7 +4,7 @@ The file's row groups are decoded and folded two at a time in worker threads
 (``slim_batches.py``), each into a ``BarAccumulator`` of the bars it touches, which the caller
 adds in file order into the session's. Folding is done by the compiled loops of
 ``fold_kernels.py`` (which defines the events, bars and order-flow inputs): one over the rows
-for the bar numbers and the trades, one per order- flow level, one for each bar's closing book
+for the bar numbers and the trades, one per order-flow level, one for each bar's closing book
 event. A vectorized numpy fold made some 150 passes over every batch (one per operation and
 column) and was the larger half of a busy day's feature computation. Rows are folded one at a
 time in file order within a row group, and the groups' sums are added in file order, so the bars
