@@ -28,8 +28,8 @@ book events) over ``OFI_LEVELS`` levels.
 
 The events are read (``slim_batches.py``) and folded into bars by ``event_scan.py`` (one
 streaming pass per file, in the compiled loops of ``fold_kernels.py``, which also defines the
-order-flow inputs); this module lays
-the grid and returns the bars as an Arrow table (``compute.py`` hands it to DuckDB).
+order-flow inputs); this module lays the grid and returns the bars as an Arrow table
+(``compute.py`` hands it to DuckDB).
 """
 
 from __future__ import annotations

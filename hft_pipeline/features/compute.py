@@ -95,7 +95,7 @@ _NS_PER_SECOND = 1_000_000_000
 # against 1.53-2.09 s for a busy day of 1-s bars, and less CPU).
 _ONE_THREAD_PER_QUERY = {"threads": 1}
 _WINDOW_CALL = re.compile(r"\bOVER\b", re.IGNORECASE)
-# The columns each table joined to bar_inputs for the features adds.
+# Per table joined to bar_inputs for the features: the columns it adds.
 _JOINED_COLUMNS = {
     INDICATORS_TABLE: tuple(spec.name for spec in INDICATORS),
     TIMEFRAME_TABLE: tuple(spec.name for spec in TIMEFRAME_FEATURES),
