@@ -95,10 +95,10 @@ _NS_PER_SECOND = 1_000_000_000
 # against 1.53-2.09 s for a busy day of 1-s bars, and less CPU).
 _ONE_THREAD_PER_QUERY = {"threads": 1}
 _WINDOW_CALL = re.compile(r"\bOVER\b", re.IGNORECASE)
-# Per table joined to bar_inputs for the features: the columns it adds.
+# Per table joined to bar_inputs for the features: a pattern of the columns it adds.
 _JOINED_COLUMNS = {
-    INDICATORS_TABLE: tuple(spec.name for spec in INDICATORS),
-    TIMEFRAME_TABLE: tuple(spec.name for spec in TIMEFRAME_FEATURES),
+    table: re.compile(r"\b(?:" + "|".join(spec.name for spec in specs) + r")\b")
+    for table, specs in ((INDICATORS_TABLE, INDICATORS), (TIMEFRAME_TABLE, TIMEFRAME_FEATURES))
 }
 
 
@@ -407,8 +407,8 @@ def _features_sql(specs: tuple[FeatureSpec, ...]) -> str:
     columns = ", ".join(f"({spec.sql})::DOUBLE AS {spec.name}" for spec in specs)
     joins = " ".join(
         f"JOIN {table} USING ({SYMBOL}, {BAR_INDEX})"
-        for table, names in _JOINED_COLUMNS.items()
-        if any(re.search(rf"\b{name}\b", spec.sql) for spec in specs for name in names)
+        for table, added_columns in _JOINED_COLUMNS.items()
+        if any(added_columns.search(spec.sql) for spec in specs)
     )
     return f"""
         SELECT * EXCLUDE (session_part) FROM (
